@@ -1,0 +1,41 @@
+package io.devicegateway.contract;
+
+
+import io.devicegateway.v1.DeviceMessage;
+import io.devicegateway.v1.MessageKind;
+
+/** Builds the {@link DeviceMessage} envelope every Kafka record of the gateway carries. */
+public final class Envelopes {
+
+    /** Kafka header names, for routing without decoding the value. */
+    public static final String HEADER_DEVICE_ID = "device-id";
+    public static final String HEADER_MQTT_TOPIC = "mqtt-topic";
+    public static final String HEADER_KIND = "kind";
+    public static final String HEADER_REASON = "reason";
+    public static final String HEADER_PAYLOAD_SIZE = "payload-size";
+
+    private Envelopes() {
+    }
+
+    public static MessageKind kindOf(TopicKind kind) {
+        return switch (kind) {
+            case TELEMETRY -> MessageKind.TELEMETRY;
+            case EVENTS -> MessageKind.EVENT;
+            default -> MessageKind.MESSAGE_KIND_UNSPECIFIED;
+        };
+    }
+
+    public static DeviceMessage.Builder envelope(String deviceId, MessageKind kind, String stream, String mqttTopic,
+            long receivedAtMs, String gatewayInstance, int qos, boolean redelivered) {
+        return DeviceMessage.newBuilder()
+                .setDeviceId(deviceId == null ? "" : deviceId)
+                .setKind(kind)
+                .setStream(stream == null ? "" : stream)
+                .setMqttTopic(mqttTopic)
+                .setReceivedAtMs(receivedAtMs)
+                .setGatewayInstance(gatewayInstance)
+                .setQos(qos)
+                .setRedelivered(redelivered);
+    }
+
+}

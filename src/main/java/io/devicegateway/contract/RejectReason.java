@@ -1,0 +1,28 @@
+package io.devicegateway.contract;
+
+/**
+ * Why an inbound message was rejected. The {@link #code()} is written as the {@code reason} header of
+ * the dead-letter record and as the {@code reason} tag of the dead-letter metric, so it is contract.
+ */
+public enum RejectReason {
+    /** The topic does not follow {@code devices/{id}/{kind}[/...]}. */
+    TOPIC_NOT_IN_GRAMMAR("topic-not-in-grammar"),
+    /** The device id level is outside {@code [A-Za-z0-9._:-]{1,128}}. */
+    INVALID_DEVICE_ID("invalid-device-id"),
+    /** A stream/type level after telemetry/ or events/ is empty or has characters outside the grammar. */
+    INVALID_STREAM("invalid-stream"),
+    /** Zero-byte payload. */
+    EMPTY_PAYLOAD("empty-payload"),
+    /** Payload larger than the configured limit. */
+    PAYLOAD_TOO_LARGE("payload-too-large");
+
+    private final String code;
+
+    RejectReason(String code) {
+        this.code = code;
+    }
+
+    public String code() {
+        return code;
+    }
+}

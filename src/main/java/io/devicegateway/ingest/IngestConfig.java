@@ -1,0 +1,31 @@
+package io.devicegateway.ingest;
+
+import java.time.Duration;
+import java.util.List;
+
+import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.WithDefault;
+
+/** The MQTT-to-Kafka path ({@code gateway.ingest.*}). */
+@ConfigMapping(prefix = "gateway.ingest")
+public interface IngestConfig {
+
+    /** Filters ingest subscribes to (QoS 1). Topics must still follow the grammar or they are dead-lettered. */
+    @WithDefault("devices/+/telemetry/#,devices/+/events/#")
+    List<String> filters();
+
+    /** Payloads larger than this go to the dead-letter topic. Default 256 KiB. */
+    @WithDefault("262144")
+    int maxPayloadBytes();
+
+    /**
+     * Messages received but not yet acknowledged by Kafka. At the bound the gateway stops reading from the
+     * broker socket until Kafka catches up, so memory stays bounded whatever Kafka does.
+     */
+    @WithDefault("2000")
+    int maxInFlight();
+
+    /** Delay before re-sending a record Kafka refused; doubles up to 10 s. The message is never dropped. */
+    @WithDefault("100ms")
+    Duration retryInitialDelay();
+}

@@ -1,0 +1,276 @@
+package io.devicegateway.platform.mqtt;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.net.InetAddress;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import jakarta.annotation.Priority;
+import jakarta.enterprise.event.Observes;
+import jakarta.enterprise.inject.Instance;
+import jakarta.enterprise.context.ApplicationScoped;
+
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.jboss.logging.Logger;
+
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.quarkus.runtime.ShutdownEvent;
+import io.quarkus.runtime.StartupEvent;
+import io.quarkus.runtime.annotations.RegisterForReflection;
+import io.vertx.core.Context;
+import io.vertx.core.Future;
+import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.net.impl.NetSocketInternal;
+import io.vertx.mqtt.MqttClient;
+import io.vertx.mqtt.MqttClientOptions;
+import io.vertx.mqtt.impl.MqttClientImpl;
+import io.netty.handler.codec.mqtt.MqttQoS;
+
+/**
+ * The gateway's one MQTT connection: persistent session (clean session off), manual acknowledgement,
+ * reconnect with exponential backoff and jitter, resubscribe on every connect. Capabilities plug in as
+ * {@link MqttSubscription} beans.
+ *
+ * <p>A new Vert.x client is created per connection attempt so an acknowledgement for a message received on an
+ * old connection can never be written to a new one.
+ */
+@ApplicationScoped
+// MqttClientImpl#connection is read through a VarHandle to pause the socket (see pauseInbound)
+@RegisterForReflection(targets = MqttClientImpl.class, fields = true, methods = false)
+public class MqttConnection {
+
+    private static final Logger LOG = Logger.getLogger(MqttConnection.class);
+    /** The largest packet MQTT allows: the broker's own limit decides; a smaller one here would wedge the stream. */
+    static final int MAX_PACKET_SIZE = 268_435_455;
+    private static final VarHandle CONNECTION = connectionHandle();
+
+    private final Vertx vertx;
+    private final MqttConfig config;
+    private final String clientId;
+    private final Instance<MqttSubscription> subscriptionBeans;
+    private final List<MqttSubscription> subscriptions = new ArrayList<>();
+    private final Map<String, MqttSubscription> filterOwners = new LinkedHashMap<>();
+    private final Counter reconnects;
+    private final AtomicInteger state = new AtomicInteger(); // 0 down, 1 connected, 2 connected and subscribed
+    private final AtomicBoolean stopping = new AtomicBoolean();
+
+    private volatile MqttClient client;
+    private Context context;
+    private long backoffMillis;
+    private boolean inboundPaused;
+
+    MqttConnection(Vertx vertx, MqttConfig config, Instance<MqttSubscription> subscriptions, MeterRegistry registry,
+            @ConfigProperty(name = "quarkus.http.port", defaultValue = "8080") int httpPort) {
+        this.vertx = vertx;
+        this.config = config;
+        this.clientId = config.clientId().filter(id -> !id.isBlank()).orElseGet(() -> defaultClientId(httpPort));
+        this.subscriptionBeans = subscriptions;
+        this.backoffMillis = config.reconnectInitialDelay().toMillis();
+        Gauge.builder("gateway.mqtt.connected", state, s -> s.get() == 2 ? 1 : 0)
+                .description("1 while the MQTT connection is up and subscribed, 0 otherwise").register(registry);
+        this.reconnects = Counter.builder("gateway.mqtt.reconnects")
+                .description("MQTT (re)connection attempts after the first").register(registry);
+    }
+
+    /** Stable per replica: the pod name, plus the HTTP port so two local instances do not collide. */
+    static String defaultClientId(int httpPort) {
+        String host = System.getenv("HOSTNAME");
+        if (host == null || host.isBlank()) {
+            try {
+                host = InetAddress.getLocalHost().getHostName();
+            } catch (Exception e) {
+                host = "local";
+            }
+        }
+        String id = "dgw-" + host.replaceAll("[^A-Za-z0-9._-]", "-") + "-" + httpPort;
+        return id.length() > 64 ? id.substring(0, 64) : id;
+    }
+
+    void start(@Observes @Priority(Integer.MAX_VALUE) StartupEvent event) {
+        // collected here, not in the constructor: subscribers inject this connection themselves
+        subscriptionBeans.forEach(subscriptions::add);
+        for (MqttSubscription s : subscriptions) {
+            for (String filter : s.filters()) {
+                filterOwners.put(filter, s);
+            }
+        }
+        context = vertx.getOrCreateContext();
+        LOG.infof("MQTT client id %s, broker %s:%d, subscriptions %s%s", clientId, config.host(), config.port(),
+                filterOwners.keySet(), config.sharedGroup().map(g -> " (shared group " + g + ")").orElse(""));
+        context.runOnContext(v -> connect());
+    }
+
+    void stop(@Observes ShutdownEvent event) {
+        stopping.set(true);
+        MqttClient current = client;
+        if (current != null && current.isConnected()) {
+            current.disconnect().toCompletionStage().toCompletableFuture().orTimeout(2, java.util.concurrent.TimeUnit.SECONDS)
+                    .exceptionally(e -> null).join();
+        }
+    }
+
+    public String clientId() {
+        return clientId;
+    }
+
+    /** Connected and every subscription granted. */
+    public boolean ready() {
+        return state.get() == 2;
+    }
+
+    private void connect() {
+        if (stopping.get()) {
+            return;
+        }
+        MqttClientOptions options = new MqttClientOptions()
+                .setClientId(clientId)
+                .setCleanSession(false)
+                .setKeepAliveInterval(config.keepAliveSeconds())
+                .setMaxMessageSize(MAX_PACKET_SIZE)
+                .setMaxInflightQueue(config.maxOutboundInFlight())
+                .setAckTimeout(-1);
+        options.setAutoAck(false); // PUBACK only when the handler says the message is safe (not fluent in 4.5)
+        options.setSsl(config.ssl());
+        options.setReconnectAttempts(0);
+        config.username().ifPresent(options::setUsername);
+        config.password().ifPresent(options::setPassword);
+        MqttClient attempt = MqttClient.create(vertx, options);
+        // Handler before connect: a persistent session's backlog arrives right after CONNACK.
+        attempt.publishHandler(publish -> dispatch(new InboundMessage(publish, context)));
+        attempt.closeHandler(v -> onClosed(attempt));
+        attempt.exceptionHandler(e -> LOG.debugf("MQTT connection error: %s", e.toString()));
+        client = attempt;
+        attempt.connect(config.port(), config.host()).onSuccess(connAck -> {
+            LOG.infof("MQTT connected to %s:%d (session present: %s)", config.host(), config.port(),
+                    connAck.isSessionPresent());
+            state.set(1);
+            backoffMillis = config.reconnectInitialDelay().toMillis();
+            if (inboundPaused) {
+                socket(attempt).pause();
+            }
+            subscribe(attempt);
+        }).onFailure(e -> {
+            LOG.warnf("MQTT connect to %s:%d failed: %s", config.host(), config.port(), e.getMessage());
+            scheduleReconnect();
+        });
+    }
+
+    private void subscribe(MqttClient connected) {
+        Map<String, Integer> filters = new LinkedHashMap<>();
+        for (MqttSubscription s : subscriptions) {
+            for (String f : s.filters()) {
+                filters.put(s.shared() && config.sharedGroup().isPresent()
+                        ? "$share/" + config.sharedGroup().get() + "/" + f : f, 1);
+            }
+        }
+        if (filters.isEmpty()) {
+            state.set(2);
+            return;
+        }
+        connected.subscribeCompletionHandler(subAck -> {
+            if (subAck.grantedQoSLevels().stream().anyMatch(q -> q == 0x80)) {
+                LOG.errorf("MQTT broker refused a subscription %s: granted %s", filters.keySet(),
+                        subAck.grantedQoSLevels());
+                return;
+            }
+            state.compareAndSet(1, 2);
+        });
+        connected.subscribe(filters).onFailure(e -> LOG.warnf("MQTT subscribe failed: %s", e.getMessage()));
+    }
+
+    private void onClosed(MqttClient closed) {
+        if (closed != client) {
+            return;
+        }
+        state.set(0);
+        if (!stopping.get()) {
+            LOG.warn("MQTT connection lost; reconnecting");
+            scheduleReconnect();
+        }
+    }
+
+    private void scheduleReconnect() {
+        if (stopping.get()) {
+            return;
+        }
+        long delay = backoffMillis / 2 + ThreadLocalRandom.current().nextLong(backoffMillis / 2 + 1);
+        backoffMillis = Math.min(backoffMillis * 2, config.reconnectMaxDelay().toMillis());
+        reconnects.increment();
+        vertx.setTimer(Math.max(1, delay), id -> context.runOnContext(v -> connect()));
+    }
+
+    private void dispatch(InboundMessage message) {
+        for (Map.Entry<String, MqttSubscription> e : filterOwners.entrySet()) {
+            if (TopicFilters.matches(e.getKey(), message.topic())) {
+                e.getValue().onMessage(message);
+                return;
+            }
+        }
+        // Only possible with overlapping broker-side session state from an older configuration.
+        LOG.warnf("MQTT message on %s matches no subscription; acknowledging it", message.topic());
+        message.ack();
+    }
+
+    /**
+     * Stops reading from the broker socket: the broker then holds further messages (QoS 1 in its session,
+     * QoS 0 per its queue limits). Used to bound in-flight work when Kafka is slow. Call on any thread.
+     */
+    public void pauseInbound() {
+        context.runOnContext(v -> {
+            if (!inboundPaused) {
+                inboundPaused = true;
+                NetSocketInternal socket = socket(client);
+                if (socket != null) {
+                    socket.pause();
+                }
+            }
+        });
+    }
+
+    public void resumeInbound() {
+        context.runOnContext(v -> {
+            if (inboundPaused) {
+                inboundPaused = false;
+                NetSocketInternal socket = socket(client);
+                if (socket != null) {
+                    socket.resume();
+                }
+            }
+        });
+    }
+
+    /** Publishes on the current connection; fails fast when disconnected. */
+    public Future<Integer> publish(String topic, Buffer payload, int qos, boolean retain) {
+        MqttClient current = client;
+        if (current == null || !ready()) {
+            return Future.failedFuture(new IllegalStateException("MQTT broker not connected"));
+        }
+        return current.publish(topic, payload, MqttQoS.valueOf(qos), false, retain);
+    }
+
+    private static NetSocketInternal socket(MqttClient client) {
+        if (client == null || CONNECTION == null) {
+            return null;
+        }
+        return (NetSocketInternal) CONNECTION.getVolatile((MqttClientImpl) client);
+    }
+
+    private static VarHandle connectionHandle() {
+        try {
+            return MethodHandles.privateLookupIn(MqttClientImpl.class, MethodHandles.lookup())
+                    .findVarHandle(MqttClientImpl.class, "connection", NetSocketInternal.class);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            Logger.getLogger(MqttConnection.class).warn("Cannot reach the MQTT socket; inbound pause disabled", e);
+            return null;
+        }
+    }
+}

@@ -1,0 +1,367 @@
+package io.devicegateway.testing;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+
+/**
+ * Real Kafka (KRaft, separate JVM), Mosquitto and Redis on free loopback ports, for tests, the local run and
+ * the benchmark. No Docker: Mosquitto and Redis come from Debian packages, Kafka from the jars that
+ * {@code local/kafka/pom.xml} resolves into {@code .cache/kafka-libs}.
+ */
+public final class LocalServers implements AutoCloseable {
+
+    public static final List<String> TOPICS = List.of("iot.telemetry", "iot.events", "iot.dlq", "iot.presence",
+            "iot.commands", "iot.command-results");
+
+    public final Path workDir;
+    public final Mosquitto mosquitto;
+    public final Redis redis;
+    public final Kafka kafka;
+
+    private LocalServers(Path workDir) {
+        this.workDir = workDir;
+        this.mosquitto = new Mosquitto(workDir.resolve("mosquitto"));
+        this.redis = new Redis(workDir.resolve("redis"));
+        this.kafka = new Kafka(workDir.resolve("kafka"));
+    }
+
+    /** Starts all three servers; stops them again if any fails to come up. */
+    public static LocalServers start(String name) {
+        try {
+            Path dir = Files.createDirectories(Paths.get("target", "servers").toAbsolutePath())
+                    .resolve(name + "-" + UUID.randomUUID().toString().substring(0, 8));
+            LocalServers servers = new LocalServers(Files.createDirectories(dir));
+            try {
+                servers.kafka.start(); // slowest first, the others start while it formats
+                servers.mosquitto.start();
+                servers.redis.start();
+                servers.kafka.awaitReady(TOPICS);
+            } catch (RuntimeException e) {
+                servers.close();
+                throw e;
+            }
+            Runtime.getRuntime().addShutdownHook(new Thread(servers::close));
+            return servers;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** Quarkus configuration pointing the gateway at these servers. */
+    public Map<String, String> gatewayConfig() {
+        return Map.of(
+                "gateway.mqtt.host", "127.0.0.1",
+                "gateway.mqtt.port", Integer.toString(mosquitto.port),
+                "kafka.bootstrap.servers", kafka.bootstrapServers(),
+                "quarkus.redis.hosts", "redis://127.0.0.1:" + redis.port);
+    }
+
+    @Override
+    public void close() {
+        kafka.stop(false);
+        mosquitto.stop();
+        redis.stop();
+    }
+
+    public static int freePort() {
+        try (ServerSocket socket = new ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress())) {
+            socket.setReuseAddress(true);
+            return socket.getLocalPort();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    static void awaitPort(int port, Duration timeout, Process process, String what) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (System.nanoTime() < deadline) {
+            if (process != null && !process.isAlive()) {
+                throw new IllegalStateException(what + " exited with " + process.exitValue() + " before listening");
+            }
+            try (Socket s = new Socket()) {
+                s.connect(new InetSocketAddress("127.0.0.1", port), 200);
+                return;
+            } catch (IOException notYet) {
+                pause(50);
+            }
+        }
+        throw new IllegalStateException(what + " did not listen on port " + port + " within " + timeout);
+    }
+
+    static void pause(long millis) {
+        try {
+            Thread.sleep(millis); // polling an external process, not test synchronisation
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+    }
+
+    static Process launch(List<String> command, Path dir, String logName) {
+        try {
+            return new ProcessBuilder(command).directory(dir.toFile())
+                    .redirectErrorStream(true).redirectOutput(dir.resolve(logName).toFile()).start();
+        } catch (IOException e) {
+            throw new IllegalStateException("Cannot start " + command.get(0)
+                    + " (run `make deps` or see README: Tests)", e);
+        }
+    }
+
+    static void stopProcess(Process process, boolean kill) {
+        if (process == null || !process.isAlive()) {
+            return;
+        }
+        if (kill) {
+            process.destroyForcibly();
+        } else {
+            process.destroy();
+        }
+        try {
+            if (!process.waitFor(20, TimeUnit.SECONDS)) {
+                process.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Mosquitto, anonymous, loopback only, in-memory. */
+    public static final class Mosquitto {
+        public final int port = freePort();
+        private final Path dir;
+        private Process process;
+
+        Mosquitto(Path dir) {
+            this.dir = dir;
+        }
+
+        public synchronized void start() {
+            try {
+                Files.createDirectories(dir);
+                Files.writeString(dir.resolve("mosquitto.conf"), String.join("\n",
+                        "listener " + port + " 127.0.0.1",
+                        "allow_anonymous true",
+                        "persistence false",
+                        "log_dest stderr",
+                        "log_type error",
+                        "log_type warning",
+                        // the broker holds a paused or absent gateway's backlog instead of dropping it
+                        "max_queued_messages 1000000",
+                        "max_queued_bytes 0",
+                        "") );
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            process = launch(List.of(binary("mosquitto"), "-c", dir.resolve("mosquitto.conf").toString()), dir,
+                    "mosquitto.log");
+            awaitPort(port, Duration.ofSeconds(10), process, "mosquitto");
+        }
+
+        public synchronized void stop() {
+            stopProcess(process, false);
+        }
+
+        public String uri() {
+            return "tcp://127.0.0.1:" + port;
+        }
+    }
+
+    /** Redis without persistence. */
+    public static final class Redis {
+        public final int port = freePort();
+        private final Path dir;
+        private Process process;
+
+        Redis(Path dir) {
+            this.dir = dir;
+        }
+
+        public synchronized void start() {
+            try {
+                Files.createDirectories(dir);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            process = launch(List.of(binary("redis-server"), "--port", Integer.toString(port), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no"), dir, "redis.log");
+            awaitPort(port, Duration.ofSeconds(10), process, "redis-server");
+        }
+
+        public synchronized void stop() {
+            stopProcess(process, false);
+        }
+    }
+
+    /** Single-node KRaft Kafka in its own JVM; restartable on the same ports and data directory. */
+    public static final class Kafka {
+        public final int port = freePort();
+        public final int controllerPort = freePort();
+        private final Path dir;
+        private Process process;
+        private boolean formatted;
+
+        Kafka(Path dir) {
+            this.dir = dir;
+        }
+
+        public String bootstrapServers() {
+            return "127.0.0.1:" + port;
+        }
+
+        public synchronized void start() {
+            try {
+                startProcess();
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        }
+
+        private void startProcess() throws IOException {
+            Path libs = libsDir();
+            String classpath = libs.toAbsolutePath() + "/*";
+            try {
+                Files.createDirectories(dir.resolve("data"));
+                if (!formatted) {
+                    Properties p = new Properties();
+                    p.setProperty("process.roles", "broker,controller");
+                    p.setProperty("node.id", "1");
+                    p.setProperty("controller.quorum.voters", "1@127.0.0.1:" + controllerPort);
+                    p.setProperty("listeners",
+                            "PLAINTEXT://127.0.0.1:" + port + ",CONTROLLER://127.0.0.1:" + controllerPort);
+                    p.setProperty("advertised.listeners", "PLAINTEXT://127.0.0.1:" + port);
+                    p.setProperty("controller.listener.names", "CONTROLLER");
+                    p.setProperty("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT");
+                    p.setProperty("inter.broker.listener.name", "PLAINTEXT");
+                    p.setProperty("log.dirs", dir.resolve("data").toAbsolutePath().toString());
+                    p.setProperty("num.partitions", "4");
+                    p.setProperty("offsets.topic.replication.factor", "1");
+                    p.setProperty("offsets.topic.num.partitions", "4");
+                    p.setProperty("transaction.state.log.replication.factor", "1");
+                    p.setProperty("transaction.state.log.min.isr", "1");
+                    p.setProperty("share.coordinator.state.topic.replication.factor", "1");
+                    p.setProperty("share.coordinator.state.topic.min.isr", "1");
+                    p.setProperty("min.insync.replicas", "1");
+                    p.setProperty("group.initial.rebalance.delay.ms", "0");
+                    p.setProperty("auto.create.topics.enable", "true");
+                    p.setProperty("log.flush.interval.messages", "9223372036854775807");
+                    try (var out = Files.newOutputStream(dir.resolve("server.properties"))) {
+                        p.store(out, "device-gateway local Kafka");
+                    }
+                    Process format = launch(List.of(java(), "-cp", classpath, "kafka.tools.StorageTool", "format",
+                            "-t", "dgwLocalCluster0000001", "-c", dir.resolve("server.properties").toString()),
+                            dir, "format.log");
+                    if (!format.waitFor(60, TimeUnit.SECONDS) || format.exitValue() != 0) {
+                        throw new IllegalStateException("kafka-storage format failed, see " + dir.resolve("format.log"));
+                    }
+                    formatted = true;
+                }
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException(e);
+            }
+            List<String> cmd = new ArrayList<>(List.of(java(), "-Xmx512m", "-Xms128m", "-XX:+UseSerialGC",
+                    "-XX:TieredStopAtLevel=1", "-Dlog4j2.configurationFile=" + log4jConfig(),
+                    "-cp", classpath, "kafka.Kafka", dir.resolve("server.properties").toString()));
+            process = launch(cmd, dir, "kafka.log");
+            awaitPort(port, Duration.ofSeconds(60), process, "kafka");
+        }
+
+        /** Waits until the broker answers and the given topics exist. */
+        public void awaitReady(List<String> topics) {
+            try (Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers()))) {
+                admin.describeCluster().nodes().get(60, TimeUnit.SECONDS);
+                List<NewTopic> newTopics = new ArrayList<>();
+                for (String t : topics) {
+                    NewTopic topic = new NewTopic(t, 4, (short) 1);
+                    if (t.equals("iot.presence")) {
+                        topic.configs(Map.of("cleanup.policy", "compact"));
+                    }
+                    newTopics.add(topic);
+                }
+                var existing = admin.listTopics().names().get(30, TimeUnit.SECONDS);
+                newTopics.removeIf(t -> existing.contains(t.name()));
+                if (!newTopics.isEmpty()) {
+                    admin.createTopics(newTopics).all().get(30, TimeUnit.SECONDS);
+                }
+            } catch (Exception e) {
+                throw new IllegalStateException("Kafka on " + bootstrapServers() + " not ready, see "
+                        + dir.resolve("kafka.log"), e);
+            }
+        }
+
+        /** Stops the broker: SIGTERM (controlled shutdown) or SIGKILL. */
+        public synchronized void stop(boolean kill) {
+            stopProcess(process, kill);
+        }
+
+        public synchronized boolean running() {
+            return process != null && process.isAlive();
+        }
+
+        private Path log4jConfig() throws IOException {
+            Path file = dir.resolve("log4j2.properties");
+            Files.writeString(file, String.join("\n",
+                    "rootLogger.level=WARN",
+                    "rootLogger.appenderRef.out.ref=out",
+                    "appender.out.type=Console",
+                    "appender.out.name=out",
+                    "appender.out.layout.type=PatternLayout",
+                    "appender.out.layout.pattern=%d %p %c{1} %m%n",
+                    ""));
+            return file.toAbsolutePath();
+        }
+    }
+
+    static Path libsDir() {
+        String configured = System.getProperty("kafka.libs.dir", System.getenv("KAFKA_LIBS_DIR"));
+        Path libs = configured != null ? Paths.get(configured) : findUp(Paths.get(".cache", "kafka-libs"));
+        if (libs == null || !Files.isDirectory(libs)) {
+            throw new IllegalStateException("Kafka broker jars not found in .cache/kafka-libs: run `make deps` "
+                    + "(mvn -f local/kafka/pom.xml dependency:copy-dependencies)");
+        }
+        return libs;
+    }
+
+    private static Path findUp(Path relative) {
+        Path dir = Paths.get("").toAbsolutePath();
+        while (dir != null) {
+            if (Files.isDirectory(dir.resolve(relative))) {
+                return dir.resolve(relative);
+            }
+            dir = dir.getParent();
+        }
+        return null;
+    }
+
+    static String java() {
+        return Paths.get(System.getProperty("java.home"), "bin", "java").toString();
+    }
+
+    static String binary(String name) {
+        for (String dir : List.of("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")) {
+            if (Files.isExecutable(Paths.get(dir, name))) {
+                return Paths.get(dir, name).toString();
+            }
+        }
+        return name;
+    }
+}
