@@ -1,0 +1,87 @@
+package io.devicegateway.platform;
+
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+import jakarta.annotation.PreDestroy;
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.event.Observes;
+import jakarta.inject.Inject;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.DescribeClusterOptions;
+import org.eclipse.microprofile.health.HealthCheck;
+import org.eclipse.microprofile.health.HealthCheckResponse;
+import org.eclipse.microprofile.health.Readiness;
+
+import io.quarkus.runtime.StartupEvent;
+import io.smallrye.common.annotation.Identifier;
+import io.vertx.core.Vertx;
+
+/**
+ * Kafka reachability for the readiness probe. The cluster is checked in the background every two seconds, so
+ * the probe itself never waits on a broker that is down; it reports the last result.
+ */
+@Readiness
+@ApplicationScoped
+public class KafkaReadiness implements HealthCheck {
+
+    private static final long INTERVAL_MS = 2_000;
+    private static final long STALE_AFTER_MS = 3 * INTERVAL_MS;
+
+    @Inject
+    @Identifier("default-kafka-broker")
+    Map<String, Object> kafkaConfig;
+    @Inject
+    Vertx vertx;
+
+    private Admin admin;
+    private volatile long lastSuccessMillis;
+    private volatile String lastError = "not checked yet";
+
+    void start(@Observes StartupEvent event) {
+        Map<String, Object> config = new HashMap<>();
+        kafkaConfig.forEach((k, v) -> {
+            if (AdminClientConfig.configNames().contains(k)) {
+                config.put(k, v);
+            }
+        });
+        config.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, (int) INTERVAL_MS);
+        config.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, (int) INTERVAL_MS);
+        config.put(AdminClientConfig.CLIENT_ID_CONFIG, "device-gateway-readiness");
+        admin = Admin.create(config);
+        check();
+        vertx.setPeriodic(INTERVAL_MS, id -> check());
+    }
+
+    private void check() {
+        admin.describeCluster(new DescribeClusterOptions().timeoutMs((int) INTERVAL_MS)).nodes()
+                .whenComplete((nodes, error) -> {
+                    if (error == null && !nodes.isEmpty()) {
+                        lastSuccessMillis = System.currentTimeMillis();
+                        lastError = null;
+                    } else {
+                        lastError = error == null ? "no brokers" : error.getClass().getSimpleName();
+                    }
+                });
+    }
+
+    @Override
+    public HealthCheckResponse call() {
+        boolean up = System.currentTimeMillis() - lastSuccessMillis < STALE_AFTER_MS;
+        var response = HealthCheckResponse.named("kafka").status(up);
+        if (!up && lastError != null) {
+            response.withData("error", lastError);
+        }
+        return response.build();
+    }
+
+    @PreDestroy
+    void close() {
+        if (admin != null) {
+            admin.close(java.time.Duration.ofSeconds(1));
+        }
+    }
+}

@@ -1,0 +1,129 @@
+package io.devicegateway.ingest;
+
+import static io.restassured.RestAssured.given;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.awaitility.Awaitility;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+import com.hivemq.client.mqtt.mqtt3.Mqtt3BlockingClient;
+
+import io.devicegateway.testing.Devices;
+import io.devicegateway.testing.KafkaRecords;
+import io.devicegateway.testing.LocalServers;
+import io.devicegateway.testing.MqttWireTap;
+import io.devicegateway.v1.DeviceMessage;
+import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
+import io.quarkus.test.junit.QuarkusTest;
+import io.quarkus.test.junit.QuarkusTestProfile;
+import io.quarkus.test.junit.TestProfile;
+
+/**
+ * At least once across a Kafka outage, observed on the wire: the gateway talks to Mosquitto through a tap
+ * that records every PUBACK it sends, and this test stops and restarts its own Kafka broker.
+ */
+@QuarkusTest
+@TestProfile(KafkaOutageTest.OwnServers.class)
+class KafkaOutageTest {
+
+    private static final Duration TIMEOUT = Duration.ofSeconds(60);
+
+    /** Own Kafka, Mosquitto and Redis (this test stops Kafka), and the wire tap in front of Mosquitto. */
+    public static class OwnServers implements QuarkusTestProfile, QuarkusTestResourceLifecycleManager {
+        static LocalServers servers;
+        static MqttWireTap tap;
+
+        @Override
+        public List<TestResourceEntry> testResources() {
+            return List.of(new TestResourceEntry(OwnServers.class));
+        }
+
+        @Override
+        public Map<String, String> start() {
+            servers = LocalServers.start("kafka-outage");
+            try {
+                tap = new MqttWireTap(servers.mosquitto.port);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            Map<String, String> config = new HashMap<>(servers.gatewayConfig());
+            config.put("gateway.mqtt.port", Integer.toString(tap.port()));
+            config.put("gateway.mqtt.client-id", "dgw-test-outage");
+            return config;
+        }
+
+        @Override
+        public void stop() {
+            tap.close();
+            servers.close();
+        }
+    }
+
+    @AfterAll
+    static void restoreKafka() {
+        if (!OwnServers.servers.kafka.running()) {
+            OwnServers.servers.kafka.start();
+        }
+    }
+
+    @Test
+    void withholdsPubAckWhileKafkaIsDownAndDeliversOnceItIsBack() throws Exception {
+        LocalServers servers = OwnServers.servers;
+        MqttWireTap tap = OwnServers.tap;
+        String id = Devices.uniqueId("outage");
+        Mqtt3BlockingClient device = Devices.connect(servers.mosquitto.port);
+        try (KafkaRecords telemetry = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.telemetry")) {
+            awaitReadiness(200);
+            // baseline: one message, one PUBACK, after Kafka has it
+            Devices.publish(device, "devices/" + id + "/telemetry", "before".getBytes(StandardCharsets.UTF_8), 1);
+            telemetry.await(r -> id.equals(r.key()), 1, TIMEOUT);
+            Awaitility.await().atMost(TIMEOUT).until(() -> tap.pubAcks().size() == 1);
+
+            servers.kafka.stop(true); // kill -9
+            awaitReadiness(503);
+
+            Devices.publish(device, "devices/" + id + "/telemetry", "during".getBytes(StandardCharsets.UTF_8), 1);
+            Awaitility.await().atMost(TIMEOUT).until(() -> inFlight() == 1.0); // the gateway holds it
+            // and does not acknowledge it to the broker while Kafka cannot have it
+            Awaitility.await().during(Duration.ofSeconds(3)).atMost(Duration.ofSeconds(5))
+                    .until(() -> tap.pubAcks().size() == 1);
+
+            long restartedAt = System.currentTimeMillis();
+            servers.kafka.start();
+            List<ConsumerRecord<String, byte[]>> records = telemetry.await(r -> id.equals(r.key()), 2, TIMEOUT);
+            assertEquals("during", DeviceMessage.parseFrom(records.get(records.size() - 1).value()).getPayload()
+                    .toStringUtf8());
+            Awaitility.await().atMost(TIMEOUT).until(() -> tap.pubAcks().size() == 2);
+            assertTrue(tap.pubAcks().get(1).atMillis() >= restartedAt, "PUBACK only after Kafka came back");
+            Awaitility.await().atMost(TIMEOUT).until(() -> inFlight() == 0.0);
+            awaitReadiness(200);
+        } finally {
+            device.disconnect();
+        }
+    }
+
+    private static void awaitReadiness(int status) {
+        Awaitility.await().atMost(TIMEOUT).pollInterval(Duration.ofMillis(250))
+                .until(() -> given().get("/q/health/ready").statusCode() == status);
+    }
+
+    private static double inFlight() {
+        for (String line : given().get("/q/metrics").asString().split("\n")) {
+            if (line.startsWith("gateway_ingest_in_flight ")) {
+                return Double.parseDouble(line.substring(line.indexOf(' ') + 1));
+            }
+        }
+        return -1;
+    }
+}

@@ -1,0 +1,138 @@
+package io.devicegateway.testing;
+
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+/**
+ * A TCP proxy between the gateway and the broker that decodes the MQTT packets the gateway sends and records
+ * every PUBACK with its packet id and time. It forwards bytes unchanged; the test reads what was on the wire.
+ */
+public final class MqttWireTap implements AutoCloseable {
+
+    /** A PUBACK the gateway sent to the broker. */
+    public record PubAck(int packetId, long atMillis) {
+    }
+
+    private static final int PUBACK = 4;
+    private final ServerSocket server;
+    private final int brokerPort;
+    private final List<PubAck> pubAcks = new CopyOnWriteArrayList<>();
+    private final List<Socket> sockets = new CopyOnWriteArrayList<>();
+
+    public MqttWireTap(int brokerPort) throws IOException {
+        this.brokerPort = brokerPort;
+        this.server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+        Thread acceptor = new Thread(this::accept, "mqtt-wire-tap");
+        acceptor.setDaemon(true);
+        acceptor.start();
+    }
+
+    public int port() {
+        return server.getLocalPort();
+    }
+
+    public List<PubAck> pubAcks() {
+        return List.copyOf(pubAcks);
+    }
+
+    private void accept() {
+        while (!server.isClosed()) {
+            try {
+                Socket client = server.accept();
+                Socket broker = new Socket(InetAddress.getLoopbackAddress(), brokerPort);
+                client.setTcpNoDelay(true);
+                broker.setTcpNoDelay(true);
+                sockets.add(client);
+                sockets.add(broker);
+                start(() -> decodeAndForward(client.getInputStream(), broker.getOutputStream()), client, broker);
+                start(() -> copy(broker.getInputStream(), client.getOutputStream()), client, broker);
+            } catch (IOException closed) {
+                return;
+            }
+        }
+    }
+
+    private interface Pump {
+        void run() throws IOException;
+    }
+
+    private static void start(Pump pump, Socket a, Socket b) {
+        Thread t = new Thread(() -> {
+            try {
+                pump.run();
+            } catch (IOException ignored) {
+                // either side closed
+            } finally {
+                closeQuietly(a);
+                closeQuietly(b);
+            }
+        }, "mqtt-wire-tap-pump");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    private void decodeAndForward(InputStream from, OutputStream to) throws IOException {
+        DataInputStream in = new DataInputStream(from);
+        while (true) {
+            int header = in.readUnsignedByte();
+            int length = 0;
+            int multiplier = 1;
+            byte[] lengthBytes = new byte[4];
+            int n = 0;
+            int b;
+            do {
+                b = in.readUnsignedByte();
+                lengthBytes[n++] = (byte) b;
+                length += (b & 0x7f) * multiplier;
+                multiplier *= 128;
+            } while ((b & 0x80) != 0);
+            byte[] body = new byte[length];
+            in.readFully(body);
+            if ((header >> 4) == PUBACK && length >= 2) {
+                pubAcks.add(new PubAck(((body[0] & 0xff) << 8) | (body[1] & 0xff), System.currentTimeMillis()));
+            }
+            to.write(header);
+            to.write(lengthBytes, 0, n);
+            to.write(body);
+            to.flush();
+        }
+    }
+
+    private static void copy(InputStream from, OutputStream to) throws IOException {
+        byte[] buffer = new byte[16384];
+        int n;
+        while ((n = from.read(buffer)) >= 0) {
+            to.write(buffer, 0, n);
+            to.flush();
+        }
+    }
+
+    private static void closeQuietly(Socket s) {
+        try {
+            s.close();
+        } catch (IOException ignored) {
+            // closing
+        }
+    }
+
+    @Override
+    public void close() {
+        closeQuietly2(server);
+        sockets.forEach(MqttWireTap::closeQuietly);
+    }
+
+    private static void closeQuietly2(ServerSocket s) {
+        try {
+            s.close();
+        } catch (IOException ignored) {
+            // closing
+        }
+    }
+}
