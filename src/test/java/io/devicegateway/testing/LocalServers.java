@@ -35,19 +35,27 @@ public final class LocalServers implements AutoCloseable {
     public final Redis redis;
     public final Kafka kafka;
 
-    private LocalServers(Path workDir) {
+    private LocalServers(Path workDir, int mqttInflight) {
         this.workDir = workDir;
-        this.mosquitto = new Mosquitto(workDir.resolve("mosquitto"));
+        this.mosquitto = new Mosquitto(workDir.resolve("mosquitto"), mqttInflight);
         this.redis = new Redis(workDir.resolve("redis"));
         this.kafka = new Kafka(workDir.resolve("kafka"));
     }
 
     /** Starts all three servers; stops them again if any fails to come up. */
     public static LocalServers start(String name) {
+        return start(name, 20);
+    }
+
+    /**
+     * @param mqttInflight Mosquitto's {@code max_inflight_messages}: QoS 1 messages it sends a client before
+     *                     waiting for PUBACKs (20 is Mosquitto's default)
+     */
+    public static LocalServers start(String name, int mqttInflight) {
         try {
             Path dir = Files.createDirectories(Paths.get("target", "servers").toAbsolutePath())
                     .resolve(name + "-" + UUID.randomUUID().toString().substring(0, 8));
-            LocalServers servers = new LocalServers(Files.createDirectories(dir));
+            LocalServers servers = new LocalServers(Files.createDirectories(dir), mqttInflight);
             try {
                 servers.kafka.start(); // slowest first, the others start while it formats
                 servers.mosquitto.start();
@@ -105,7 +113,7 @@ public final class LocalServers implements AutoCloseable {
         throw new IllegalStateException(what + " did not listen on port " + port + " within " + timeout);
     }
 
-    static void pause(long millis) {
+    public static void pause(long millis) {
         try {
             Thread.sleep(millis); // polling an external process, not test synchronisation
         } catch (InterruptedException e) {
@@ -124,7 +132,7 @@ public final class LocalServers implements AutoCloseable {
         }
     }
 
-    static void stopProcess(Process process, boolean kill) {
+    public static void stopProcess(Process process, boolean kill) {
         if (process == null || !process.isAlive()) {
             return;
         }
@@ -146,10 +154,12 @@ public final class LocalServers implements AutoCloseable {
     public static final class Mosquitto {
         public final int port = freePort();
         private final Path dir;
+        private final int inflight;
         private Process process;
 
-        Mosquitto(Path dir) {
+        Mosquitto(Path dir, int inflight) {
             this.dir = dir;
+            this.inflight = inflight;
         }
 
         public synchronized void start() {
@@ -165,6 +175,7 @@ public final class LocalServers implements AutoCloseable {
                         // the broker holds a paused or absent gateway's backlog instead of dropping it
                         "max_queued_messages 1000000",
                         "max_queued_bytes 0",
+                        "max_inflight_messages " + inflight,
                         "") );
             } catch (IOException e) {
                 throw new UncheckedIOException(e);
@@ -352,7 +363,7 @@ public final class LocalServers implements AutoCloseable {
         return null;
     }
 
-    static String java() {
+    public static String java() {
         return Paths.get(System.getProperty("java.home"), "bin", "java").toString();
     }
 

@@ -1,0 +1,180 @@
+package io.devicegateway.bench;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+
+import io.devicegateway.testing.GatewayProcess;
+import io.devicegateway.testing.LocalServers;
+
+/**
+ * The ingest benchmark: starts local Kafka, Mosquitto and Redis, the packaged gateway, and runs the standard
+ * scenarios. Each scenario is measured twice against the same broker in the same run: through the gateway into
+ * Kafka, and raw (broker to one plain subscriber), so the result is a fraction of this machine's own limit.
+ * Prints one JSON line per scenario and a table. Every wait is bounded; it always stops by itself.
+ *
+ * <p>Options (system properties): {@code bench.scale} (multiplies message counts, default 1),
+ * {@code bench.inflight} (Mosquitto max_inflight_messages, default 1000), {@code bench.scenarios}
+ * (comma-separated names, default all).
+ */
+public final class Bench {
+
+    record Scenario(String name, boolean raw, int devices, long perDevice, int size, int qos, int rate,
+            boolean report) {
+    }
+
+    record Result(Scenario scenario, long sent, long delivered, long duplicates, long outOfOrder, double seconds,
+            Stats latency, long publishFailures) {
+
+        long missing() {
+            return sent - delivered;
+        }
+
+        double throughput() {
+            return seconds > 0 ? delivered / seconds : 0;
+        }
+    }
+
+    private static final Duration IDLE_TIMEOUT = Duration.ofSeconds(15);
+    private static final Duration MAX_SCENARIO = Duration.ofMinutes(3);
+
+    public static void main(String[] args) throws Exception {
+        double scale = Double.parseDouble(System.getProperty("bench.scale", "1"));
+        int inflight = Integer.parseInt(System.getProperty("bench.inflight", "1000"));
+        Set<String> only = new HashSet<>(List.of(System.getProperty("bench.scenarios", "").split(",")));
+        only.remove("");
+
+        long tput1 = (long) (20_000 * scale);
+        long tput0 = (long) (30_000 * scale);
+        List<Scenario> scenarios = List.of(
+                new Scenario("warmup", false, 10, (long) (5_000 * scale), 100, 1, 0, false),
+                new Scenario("source-10k-qos1", false, 10, 1_000, 100, 1, 0, true),
+                new Scenario("raw-qos1", true, 10, tput1, 100, 1, 0, true),
+                new Scenario("gateway-qos1", false, 10, tput1, 100, 1, 0, true),
+                new Scenario("raw-qos0", true, 10, tput0, 100, 0, 0, true),
+                new Scenario("gateway-qos0", false, 10, tput0, 100, 0, 0, true),
+                new Scenario("latency-1000rps-qos1", false, 10, (long) (1_000 * scale), 100, 1, 1_000, true));
+
+        System.err.printf("bench: starting local Kafka, Mosquitto (max_inflight_messages %d), Redis%n", inflight);
+        try (LocalServers servers = LocalServers.start("bench", inflight)) {
+            Map<String, String> config = new LinkedHashMap<>(servers.gatewayConfig());
+            config.put("gateway.mqtt.client-id", "dgw-bench");
+            Path log = servers.workDir.resolve("gateway.log");
+            System.err.println("bench: starting the gateway, log in " + log);
+            try (GatewayProcess gateway = GatewayProcess.start(config, List.of("-Xmx512m"), log)
+                    .awaitReady(Duration.ofSeconds(60))) {
+                List<Result> results = new ArrayList<>();
+                for (Scenario s : scenarios) {
+                    if (!only.isEmpty() && !only.contains(s.name()) && !s.name().equals("warmup")) {
+                        continue;
+                    }
+                    System.err.printf("bench: %s ...%n", s.name());
+                    Result r = run(servers, s);
+                    if (s.report()) {
+                        results.add(r);
+                        System.out.println(json(r, results));
+                    }
+                }
+                System.err.printf("bench: gateway p99 receipt-to-Kafka-ack (all scenarios) %.2f ms%n",
+                        gateway.metric("gateway_ingest_latency_seconds{quantile=\"0.99\"}") * 1000);
+                printTable(results);
+            }
+        }
+    }
+
+    static Result run(LocalServers servers, Scenario s) throws InterruptedException {
+        String runId = s.name() + "-" + UUID.randomUUID().toString().substring(0, 6);
+        Set<String> devices = new HashSet<>();
+        for (int d = 0; d < s.devices(); d++) {
+            devices.add(runId + "-d" + d);
+        }
+        AutoCloseable sink;
+        Tally tally;
+        String topicPattern;
+        if (s.raw()) {
+            RawSubscriber raw = new RawSubscriber("127.0.0.1", servers.mosquitto.port, "bench/+/telemetry", runId);
+            sink = raw;
+            tally = raw.tally;
+            topicPattern = "bench/%s/telemetry";
+        } else {
+            KafkaVerifier verifier = new KafkaVerifier(servers.kafka.bootstrapServers(), "iot.telemetry", devices);
+            sink = verifier;
+            tally = verifier.tally;
+            topicPattern = "devices/%s/telemetry";
+        }
+        long sent = s.devices() * s.perDevice();
+        long failures;
+        long start;
+        try (DeviceSimulator sim = new DeviceSimulator("127.0.0.1", servers.mosquitto.port, runId, s.devices(),
+                topicPattern)) {
+            start = System.nanoTime();
+            sim.run(s.perDevice(), s.size(), s.qos(), s.rate());
+            failures = sim.failures();
+            awaitDelivery(tally, sent, start);
+        }
+        try {
+            sink.close();
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+        double seconds = (tally.lastNanos() - start) / 1e9;
+        return new Result(s, sent, tally.delivered(), tally.duplicates(), tally.outOfOrder(), seconds,
+                tally.latency, failures);
+    }
+
+    /** Until everything arrived, or nothing new arrived for IDLE_TIMEOUT, or MAX_SCENARIO passed. */
+    private static void awaitDelivery(Tally tally, long expected, long start) {
+        long lastCount = -1;
+        long lastProgress = System.nanoTime();
+        while (tally.delivered() < expected) {
+            long now = System.nanoTime();
+            long count = tally.delivered();
+            if (count != lastCount) {
+                lastCount = count;
+                lastProgress = now;
+            }
+            if (now - lastProgress > IDLE_TIMEOUT.toNanos() || now - start > MAX_SCENARIO.toNanos()) {
+                return;
+            }
+            LocalServers.pause(20);
+        }
+    }
+
+    static String json(Result r, List<Result> soFar) {
+        Scenario s = r.scenario();
+        String limit = "";
+        if (!s.raw()) {
+            for (Result other : soFar) {
+                if (other.scenario().raw() && other.scenario().qos() == s.qos()) {
+                    limit = String.format(Locale.ROOT, ",\"raw_limit_msg_s\":%.0f,\"fraction_of_raw\":%.3f",
+                            other.throughput(), r.throughput() / other.throughput());
+                }
+            }
+        }
+        return String.format(Locale.ROOT,
+                "{\"scenario\":\"%s\",\"path\":\"%s\",\"devices\":%d,\"size\":%d,\"qos\":%d,\"rate\":%d,"
+                        + "\"sent\":%d,\"delivered\":%d,\"missing\":%d,\"duplicates\":%d,\"out_of_order\":%d,"
+                        + "\"publish_failures\":%d,\"seconds\":%.3f,\"throughput_msg_s\":%.0f,\"latency_ms\":%s%s}",
+                s.name(), s.raw() ? "broker->subscriber" : "broker->gateway->kafka", s.devices(), s.size(), s.qos(),
+                s.rate(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(), r.publishFailures(),
+                r.seconds(), r.throughput(), r.latency().json(), limit);
+    }
+
+    static void printTable(List<Result> results) {
+        System.out.println();
+        System.out.printf("%-22s %8s %9s %8s %5s %10s %8s %8s%n", "scenario", "sent", "delivered", "missing", "dups",
+                "msg/s", "p50 ms", "p99 ms");
+        for (Result r : results) {
+            System.out.printf(Locale.ROOT, "%-22s %8d %9d %8d %5d %10.0f %8.2f %8.2f%n", r.scenario().name(), r.sent(),
+                    r.delivered(), r.missing(), r.duplicates(), r.throughput(), r.latency().percentileMillis(50),
+                    r.latency().percentileMillis(99));
+        }
+    }
+}

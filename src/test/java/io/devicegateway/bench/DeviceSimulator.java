@@ -1,0 +1,121 @@
+package io.devicegateway.bench;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+import com.hivemq.client.mqtt.MqttClient;
+import com.hivemq.client.mqtt.datatypes.MqttQos;
+import com.hivemq.client.mqtt.mqtt3.Mqtt3AsyncClient;
+
+/**
+ * N simulated devices, one MQTT connection each, publishing numbered messages either as fast as the broker
+ * takes them or at a fixed total rate. Each device's messages carry its own sequence 0, 1, 2, ...
+ */
+public final class DeviceSimulator implements AutoCloseable {
+
+    /** Publishes not yet acknowledged by the broker (QoS 1) per device: keeps the client's queue bounded. */
+    private static final int WINDOW = 1000;
+
+    private final List<Mqtt3AsyncClient> clients = new ArrayList<>();
+    private final List<String> deviceIds = new ArrayList<>();
+    private final String topicPattern;
+    private final AtomicLong failures = new AtomicLong();
+
+    /**
+     * @param topicPattern topic with {@code %s} for the device id, e.g. {@code devices/%s/telemetry}
+     */
+    public DeviceSimulator(String host, int port, String runId, int devices, String topicPattern) {
+        this.topicPattern = topicPattern;
+        for (int d = 0; d < devices; d++) {
+            String id = runId + "-d" + d;
+            Mqtt3AsyncClient client = MqttClient.builder().useMqttVersion3().identifier("sim-" + id)
+                    .serverHost(host).serverPort(port).buildAsync();
+            client.connect().join();
+            clients.add(client);
+            deviceIds.add(id);
+        }
+    }
+
+    public List<String> deviceIds() {
+        return deviceIds;
+    }
+
+    public long failures() {
+        return failures.get();
+    }
+
+    /**
+     * Sends {@code perDevice} messages from every device, all devices in parallel; at {@code ratePerSecond}
+     * in total when it is positive, else as fast as possible. Returns when the broker has taken them all.
+     */
+    public void run(long perDevice, int size, int qos, int ratePerSecond) {
+        List<Thread> threads = new ArrayList<>();
+        double perDeviceRate = ratePerSecond > 0 ? (double) ratePerSecond / clients.size() : 0;
+        for (int d = 0; d < clients.size(); d++) {
+            Mqtt3AsyncClient client = clients.get(d);
+            String topic = String.format(topicPattern, deviceIds.get(d));
+            Thread t = new Thread(() -> publish(client, topic, perDevice, size, qos, perDeviceRate), "sim-" + d);
+            threads.add(t);
+            t.start();
+        }
+        for (Thread t : threads) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
+    private void publish(Mqtt3AsyncClient client, String topic, long count, int size, int qos, double rate) {
+        Semaphore window = new Semaphore(WINDOW);
+        MqttQos mqttQos = MqttQos.fromCode(qos);
+        long start = System.nanoTime();
+        for (long seq = 0; seq < count; seq++) {
+            if (rate > 0) {
+                long due = start + (long) (seq * 1_000_000_000L / rate);
+                long wait = due - System.nanoTime();
+                if (wait > 0) {
+                    java.util.concurrent.locks.LockSupport.parkNanos(wait); // pacing the load, not synchronising a test
+                }
+            }
+            try {
+                if (!window.tryAcquire(30, TimeUnit.SECONDS)) {
+                    failures.incrementAndGet();
+                    return;
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+            client.publishWith().topic(topic).qos(mqttQos)
+                    .payload(Payloads.make(seq, size)).send()
+                    .whenComplete((ok, error) -> {
+                        window.release();
+                        if (error != null) {
+                            failures.incrementAndGet();
+                        }
+                    });
+        }
+        try {
+            window.tryAcquire(WINDOW, 60, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void close() {
+        for (Mqtt3AsyncClient c : clients) {
+            try {
+                c.disconnect().get(5, TimeUnit.SECONDS);
+            } catch (Exception ignored) {
+                // best effort
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+package io.devicegateway.bench;
+
+import java.nio.ByteBuffer;
+import java.util.BitSet;
+import java.util.HashMap;
+import java.util.Map;
+
+/** Counts what arrived per device: delivered, duplicates, out of order, and latency from send. */
+final class Tally {
+
+    private final Map<String, BitSet> seen = new HashMap<>();
+    private final Map<String, Long> lastSeq = new HashMap<>();
+    final Stats latency = new Stats();
+    private long delivered;
+    private long duplicates;
+    private long outOfOrder;
+    private long firstNanos;
+    private long lastNanos;
+
+    synchronized void record(String deviceId, ByteBuffer payload) {
+        long now = System.nanoTime();
+        long seq = Payloads.seq(payload);
+        BitSet bits = seen.computeIfAbsent(deviceId, k -> new BitSet());
+        if (bits.get((int) seq)) {
+            duplicates++;
+            return;
+        }
+        bits.set((int) seq);
+        Long last = lastSeq.get(deviceId);
+        if (last != null && seq < last) {
+            outOfOrder++;
+        }
+        lastSeq.put(deviceId, Math.max(seq, last == null ? -1 : last));
+        if (delivered == 0) {
+            firstNanos = now;
+        }
+        lastNanos = now;
+        delivered++;
+        latency.add(now - Payloads.sentNanos(payload));
+    }
+
+    synchronized long delivered() {
+        return delivered;
+    }
+
+    synchronized long duplicates() {
+        return duplicates;
+    }
+
+    synchronized long outOfOrder() {
+        return outOfOrder;
+    }
+
+    synchronized long lastNanos() {
+        return lastNanos;
+    }
+
+    synchronized long firstNanos() {
+        return firstNanos;
+    }
+}
