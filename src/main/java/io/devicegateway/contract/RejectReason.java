@@ -14,7 +14,9 @@ public enum RejectReason {
     /** Zero-byte payload. */
     EMPTY_PAYLOAD("empty-payload"),
     /** Payload larger than the configured limit. */
-    PAYLOAD_TOO_LARGE("payload-too-large");
+    PAYLOAD_TOO_LARGE("payload-too-large"),
+    /** Kafka refused the record for good (e.g. larger than the broker's message.max.bytes). */
+    KAFKA_REJECTED("kafka-rejected");
 
     private final String code;
 

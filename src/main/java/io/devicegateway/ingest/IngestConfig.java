@@ -1,6 +1,5 @@
 package io.devicegateway.ingest;
 
-import java.time.Duration;
 import java.util.List;
 
 import io.smallrye.config.ConfigMapping;
@@ -24,8 +23,4 @@ public interface IngestConfig {
      */
     @WithDefault("2000")
     int maxInFlight();
-
-    /** Delay before re-sending a record Kafka refused; doubles up to 10 s. The message is never dropped. */
-    @WithDefault("100ms")
-    Duration retryInitialDelay();
 }

@@ -1,37 +1,36 @@
 package io.devicegateway.ingest;
 
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionStage;
 
+import jakarta.annotation.PreDestroy;
 import jakarta.inject.Inject;
 import jakarta.inject.Singleton;
 
+import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.header.internals.RecordHeaders;
-import org.eclipse.microprofile.reactive.messaging.Channel;
-import org.eclipse.microprofile.reactive.messaging.Emitter;
-import org.eclipse.microprofile.reactive.messaging.Message;
-import org.eclipse.microprofile.reactive.messaging.Metadata;
-import org.eclipse.microprofile.reactive.messaging.OnOverflow;
 import org.jboss.logging.Logger;
+
+import com.google.protobuf.UnsafeByteOperations;
 
 import io.devicegateway.contract.DeviceTopic;
 import io.devicegateway.contract.Envelopes;
 import io.devicegateway.contract.RejectReason;
 import io.devicegateway.contract.TopicKind;
-import io.devicegateway.platform.KafkaTopics;
+import io.devicegateway.platform.kafka.GatewayKafkaConfig;
+import io.devicegateway.platform.kafka.KafkaWriters;
+import io.devicegateway.platform.kafka.OrderedKafkaWriter;
 import io.devicegateway.platform.mqtt.InboundMessage;
 import io.devicegateway.platform.mqtt.MqttConnection;
 import io.devicegateway.platform.mqtt.MqttSubscription;
 import io.devicegateway.v1.DeviceMessage;
 import io.devicegateway.v1.MessageKind;
-import io.smallrye.reactive.messaging.kafka.api.OutgoingKafkaRecordMetadata;
-import io.vertx.core.Vertx;
 
 /**
  * MQTT to Kafka, at least once: every device message becomes one Kafka record (key = device id, value =
  * {@link DeviceMessage}) and the MQTT PUBACK is sent only from the Kafka acknowledgement of that record.
+ * Records leave in arrival order through one {@link OrderedKafkaWriter}, so each device's order is kept.
  * Bad input becomes a dead-letter record, acknowledged the same way, so it neither stops the stream nor
  * disappears.
  */
@@ -39,24 +38,19 @@ import io.vertx.core.Vertx;
 public class TelemetryIngest implements MqttSubscription {
 
     private static final Logger LOG = Logger.getLogger(TelemetryIngest.class);
-    private static final long MAX_RETRY_DELAY_MS = 10_000;
 
     private final IngestConfig config;
-    private final KafkaTopics topics;
+    private final GatewayKafkaConfig.Topics topics;
     private final IngestMetrics metrics;
-    private final Vertx vertx;
-    private final Emitter<byte[]> kafka;
+    private final OrderedKafkaWriter kafka;
     @Inject
     MqttConnection connection;
 
-    TelemetryIngest(IngestConfig config, KafkaTopics topics, IngestMetrics metrics, Vertx vertx,
-            // unbounded here because maxInFlight bounds it: the socket is paused before this buffer can grow
-            @Channel("ingest") @OnOverflow(OnOverflow.Strategy.UNBOUNDED_BUFFER) Emitter<byte[]> kafka) {
+    TelemetryIngest(IngestConfig config, GatewayKafkaConfig kafkaConfig, IngestMetrics metrics, KafkaWriters writers) {
         this.config = config;
-        this.topics = topics;
+        this.topics = kafkaConfig.topics();
         this.metrics = metrics;
-        this.vertx = vertx;
-        this.kafka = kafka;
+        this.kafka = writers.create("ingest", metrics::retried);
     }
 
     @Override
@@ -89,7 +83,7 @@ public class TelemetryIngest implements MqttSubscription {
         DeviceTopic topic = parsed.topic();
         MessageKind kind = Envelopes.kindOf(topic.kind());
         byte[] value = envelope(message, topic.deviceId(), kind, topic.subtopic())
-                .setPayload(com.google.protobuf.ByteString.copyFrom(message.payload().getBytes()))
+                .setPayload(UnsafeByteOperations.unsafeWrap(message.payload().getBytes()))
                 .build().toByteArray();
         RecordHeaders headers = headers(topic.deviceId(), message.topic());
         headers.add(Envelopes.HEADER_KIND, topic.kind().level().getBytes(StandardCharsets.UTF_8));
@@ -106,7 +100,7 @@ public class TelemetryIngest implements MqttSubscription {
                 parsed.ok() ? Envelopes.kindOf(parsed.topic().kind()) : MessageKind.MESSAGE_KIND_UNSPECIFIED,
                 parsed.ok() ? parsed.topic().subtopic() : "");
         if (reason != RejectReason.PAYLOAD_TOO_LARGE) {
-            envelope.setPayload(com.google.protobuf.ByteString.copyFrom(message.payload().getBytes()));
+            envelope.setPayload(UnsafeByteOperations.unsafeWrap(message.payload().getBytes()));
         }
         RecordHeaders headers = headers(deviceId, message.topic());
         headers.add(Envelopes.HEADER_REASON, reason.code().getBytes(StandardCharsets.UTF_8));
@@ -135,35 +129,58 @@ public class TelemetryIngest implements MqttSubscription {
     }
 
     private void send(Record record) {
-        send(record, config.retryInitialDelay().toMillis());
+        kafka.send(new ProducerRecord<>(record.topic(), null, record.key(), record.value(), record.headers()),
+                (metadata, error) -> {
+                    if (error == null) {
+                        written(record);
+                    } else {
+                        rejectedByKafka(record, error);
+                    }
+                });
     }
 
-    private void send(Record record, long nextRetryDelayMs) {
-        OutgoingKafkaRecordMetadata<String> metadata = OutgoingKafkaRecordMetadata.<String> builder()
-                .withTopic(record.topic()).withKey(record.key()).withHeaders(record.headers()).build();
-        kafka.send(Message.of(record.value(), Metadata.of(metadata),
-                () -> written(record),
-                failure -> refused(record, failure, nextRetryDelayMs)));
-    }
-
-    private CompletionStage<Void> written(Record record) {
+    /** On the producer's I/O thread, once Kafka has the record: now the broker may forget the message. */
+    private void written(Record record) {
         record.source().ack();
         if (record.reason() != null) {
             metrics.deadLettered(record.reason());
         } else {
             metrics.ingested(record.kind(), record.source().receivedAtNanos());
         }
-        if (metrics.inFlight.decrementAndGet() <= config.maxInFlight() / 2) {
+        if (metrics.inFlight.decrementAndGet() == config.maxInFlight() / 2) {
             connection.resumeInbound();
         }
-        return CompletableFuture.completedFuture(null);
     }
 
-    /** Kafka refused the record after its own retries: try again later, never drop it, never ack it. */
-    private CompletionStage<Void> refused(Record record, Throwable failure, long delayMs) {
-        metrics.retried();
-        LOG.warnf("Kafka write to %s failed (%s); retrying in %d ms", record.topic(), failure.toString(), delayMs);
-        vertx.setTimer(delayMs, id -> send(record, Math.min(delayMs * 2, MAX_RETRY_DELAY_MS)));
-        return CompletableFuture.completedFuture(null);
+    /**
+     * Kafka refused the record for good (e.g. over the broker's size limit): it becomes a dead letter. A dead
+     * letter Kafka refuses is not acknowledged: the broker keeps the message and redelivers it after a reconnect.
+     */
+    private void rejectedByKafka(Record record, Exception error) {
+        if (record.reason() == null) {
+            LOG.warnf("Kafka rejected a record for %s (%s); dead-lettering it", record.topic(), error.toString());
+            RecordHeaders headers = new RecordHeaders(record.headers().toArray());
+            headers.add(Envelopes.HEADER_REASON, RejectReason.KAFKA_REJECTED.code().getBytes(StandardCharsets.UTF_8));
+            headers.add(Envelopes.HEADER_PAYLOAD_SIZE,
+                    Integer.toString(record.source().payload().length()).getBytes(StandardCharsets.UTF_8));
+            byte[] withoutPayload;
+            try {
+                withoutPayload = DeviceMessage.parseFrom(record.value()).toBuilder().clearPayload().build().toByteArray();
+            } catch (com.google.protobuf.InvalidProtocolBufferException e) {
+                throw new IllegalStateException(e); // we wrote it ourselves
+            }
+            send(new Record(record.source(), topics.dlq(), record.key(), withoutPayload, headers, null,
+                    RejectReason.KAFKA_REJECTED));
+        } else {
+            LOG.errorf("Kafka rejected a dead letter for %s (%s); the broker keeps the message", record.key(),
+                    error.toString());
+            metrics.inFlight.decrementAndGet();
+        }
+    }
+
+    @PreDestroy
+    void close() {
+        kafka.flush(Duration.ofSeconds(10));
+        kafka.close();
     }
 }

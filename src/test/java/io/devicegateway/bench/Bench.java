@@ -31,7 +31,7 @@ public final class Bench {
     }
 
     record Result(Scenario scenario, long sent, long delivered, long duplicates, long outOfOrder, double seconds,
-            Stats latency, long publishFailures) {
+            Stats latency, long publishFailures, Map<String, Long> cpuMillis) {
 
         long missing() {
             return sent - delivered;
@@ -68,7 +68,7 @@ public final class Bench {
             config.put("gateway.mqtt.client-id", "dgw-bench");
             Path log = servers.workDir.resolve("gateway.log");
             System.err.println("bench: starting the gateway, log in " + log);
-            try (GatewayProcess gateway = GatewayProcess.start(config, List.of("-Xmx512m"), log)
+            try (GatewayProcess gateway = GatewayProcess.start(config, gatewayJvmOptions(), log)
                     .awaitReady(Duration.ofSeconds(60))) {
                 List<Result> results = new ArrayList<>();
                 for (Scenario s : scenarios) {
@@ -76,7 +76,7 @@ public final class Bench {
                         continue;
                     }
                     System.err.printf("bench: %s ...%n", s.name());
-                    Result r = run(servers, s);
+                    Result r = run(servers, gateway.pid(), s);
                     if (s.report()) {
                         results.add(r);
                         System.out.println(json(r, results));
@@ -89,7 +89,25 @@ public final class Bench {
         }
     }
 
-    static Result run(LocalServers servers, Scenario s) throws InterruptedException {
+    private static List<String> gatewayJvmOptions() {
+        List<String> options = new ArrayList<>(List.of("-Xmx512m"));
+        String extra = System.getProperty("bench.gateway.jvm", "").trim();
+        if (!extra.isEmpty()) {
+            options.addAll(List.of(extra.split("\\s+")));
+        }
+        return options;
+    }
+
+    private static Map<String, Long> cpu(LocalServers servers, long gatewayPid) {
+        Map<String, Long> cpu = new LinkedHashMap<>();
+        cpu.put("gateway", LocalServers.cpuMillis(gatewayPid));
+        cpu.put("kafka", LocalServers.cpuMillis(servers.kafka.pid()));
+        cpu.put("mosquitto", LocalServers.cpuMillis(servers.mosquitto.pid()));
+        cpu.put("simulator_and_verifier", LocalServers.cpuMillis(ProcessHandle.current().pid()));
+        return cpu;
+    }
+
+    static Result run(LocalServers servers, long gatewayPid, Scenario s) throws InterruptedException {
         String runId = s.name() + "-" + UUID.randomUUID().toString().substring(0, 6);
         Set<String> devices = new HashSet<>();
         for (int d = 0; d < s.devices(); d++) {
@@ -110,6 +128,7 @@ public final class Bench {
             topicPattern = "devices/%s/telemetry";
         }
         long sent = s.devices() * s.perDevice();
+        Map<String, Long> cpuBefore = cpu(servers, gatewayPid);
         long failures;
         long start;
         try (DeviceSimulator sim = new DeviceSimulator("127.0.0.1", servers.mosquitto.port, runId, s.devices(),
@@ -125,8 +144,14 @@ public final class Bench {
             throw new IllegalStateException(e);
         }
         double seconds = (tally.lastNanos() - start) / 1e9;
+        Map<String, Long> cpuUsed = cpu(servers, gatewayPid);
+        cpuUsed.replaceAll((k, v) -> v - cpuBefore.get(k));
+        if (s.raw()) {
+            cpuUsed.remove("gateway");
+            cpuUsed.remove("kafka");
+        }
         return new Result(s, sent, tally.delivered(), tally.duplicates(), tally.outOfOrder(), seconds,
-                tally.latency, failures);
+                tally.latency, failures, cpuUsed);
     }
 
     /** Until everything arrived, or nothing new arrived for IDLE_TIMEOUT, or MAX_SCENARIO passed. */
@@ -161,10 +186,17 @@ public final class Bench {
         return String.format(Locale.ROOT,
                 "{\"scenario\":\"%s\",\"path\":\"%s\",\"devices\":%d,\"size\":%d,\"qos\":%d,\"rate\":%d,"
                         + "\"sent\":%d,\"delivered\":%d,\"missing\":%d,\"duplicates\":%d,\"out_of_order\":%d,"
-                        + "\"publish_failures\":%d,\"seconds\":%.3f,\"throughput_msg_s\":%.0f,\"latency_ms\":%s%s}",
+                        + "\"publish_failures\":%d,\"seconds\":%.3f,\"throughput_msg_s\":%.0f,\"latency_ms\":%s,"
+                        + "\"cpu_ms\":%s%s}",
                 s.name(), s.raw() ? "broker->subscriber" : "broker->gateway->kafka", s.devices(), s.size(), s.qos(),
                 s.rate(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(), r.publishFailures(),
-                r.seconds(), r.throughput(), r.latency().json(), limit);
+                r.seconds(), r.throughput(), r.latency().json(), cpuJson(r.cpuMillis()), limit);
+    }
+
+    private static String cpuJson(Map<String, Long> cpu) {
+        StringBuilder json = new StringBuilder("{");
+        cpu.forEach((k, v) -> json.append(json.length() > 1 ? "," : "").append('"').append(k).append("\":").append(v));
+        return json.append('}').toString();
     }
 
     static void printTable(List<Result> results) {

@@ -17,8 +17,14 @@ final class RawSubscriber implements AutoCloseable {
     RawSubscriber(String host, int port, String filter, String runId) {
         MqttClientOptions options = new MqttClientOptions().setClientId("raw-" + runId).setCleanSession(true)
                 .setMaxMessageSize(268_435_455);
+        long ackDelay = Long.getLong("bench.raw.ack-delay-ms", 0);
+        options.setAutoAck(ackDelay == 0);
         client = MqttClient.create(vertx, options);
         client.publishHandler(p -> {
+            if (ackDelay > 0) {
+                long delay = 1 + java.util.concurrent.ThreadLocalRandom.current().nextLong(ackDelay);
+                vertx.setTimer(delay, id -> p.ack()); // diagnostic: acks late and out of order, like Kafka completions
+            }
             String topic = p.topicName();
             int start = topic.indexOf('/') + 1;
             tally.record(topic.substring(start, topic.indexOf('/', start)), p.payload().getByteBuf().nioBuffer());

@@ -29,6 +29,9 @@ final class Tally {
         Long last = lastSeq.get(deviceId);
         if (last != null && seq < last) {
             outOfOrder++;
+            if (outOfOrder <= 5) {
+                System.err.printf("bench: out of order on %s: seq %d after %d%n", deviceId, seq, last);
+            }
         }
         lastSeq.put(deviceId, Math.max(seq, last == null ? -1 : last));
         if (delivered == 0) {

@@ -157,6 +157,11 @@ public final class LocalServers implements AutoCloseable {
         private final int inflight;
         private Process process;
 
+        /** Process id while running, -1 otherwise. */
+        public synchronized long pid() {
+            return process != null && process.isAlive() ? process.pid() : -1;
+        }
+
         Mosquitto(Path dir, int inflight) {
             this.dir = dir;
             this.inflight = inflight;
@@ -200,6 +205,11 @@ public final class LocalServers implements AutoCloseable {
         private final Path dir;
         private Process process;
 
+        /** Process id while running, -1 otherwise. */
+        public synchronized long pid() {
+            return process != null && process.isAlive() ? process.pid() : -1;
+        }
+
         Redis(Path dir) {
             this.dir = dir;
         }
@@ -226,6 +236,11 @@ public final class LocalServers implements AutoCloseable {
         public final int controllerPort = freePort();
         private final Path dir;
         private Process process;
+
+        /** Process id while running, -1 otherwise. */
+        public synchronized long pid() {
+            return process != null && process.isAlive() ? process.pid() : -1;
+        }
         private boolean formatted;
 
         Kafka(Path dir) {
@@ -339,6 +354,18 @@ public final class LocalServers implements AutoCloseable {
                     "appender.out.layout.pattern=%d %p %c{1} %m%n",
                     ""));
             return file.toAbsolutePath();
+        }
+    }
+
+    /** CPU time (user + system) a process has used so far, in milliseconds; 0 when it cannot be read. */
+    public static long cpuMillis(long pid) {
+        try {
+            String stat = Files.readString(Paths.get("/proc", Long.toString(pid), "stat"));
+            String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+            long ticks = Long.parseLong(fields[11]) + Long.parseLong(fields[12]); // utime, stime
+            return ticks * 10; // USER_HZ is 100 on Linux
+        } catch (IOException | RuntimeException e) {
+            return 0;
         }
     }
 

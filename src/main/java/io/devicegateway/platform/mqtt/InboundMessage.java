@@ -1,6 +1,5 @@
 package io.devicegateway.platform.mqtt;
 
-import io.vertx.core.Context;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.mqtt.messages.MqttPublishMessage;
 
@@ -11,14 +10,13 @@ import io.vertx.mqtt.messages.MqttPublishMessage;
 public final class InboundMessage {
 
     private final MqttPublishMessage publish;
-    private final Context context;
+    private final PubAckQueue acks;
     private final long receivedAtNanos = System.nanoTime();
     private final long receivedAtMillis = System.currentTimeMillis();
-    private boolean acked;
 
-    InboundMessage(MqttPublishMessage publish, Context context) {
+    InboundMessage(MqttPublishMessage publish, PubAckQueue acks) {
         this.publish = publish;
-        this.context = context;
+        this.acks = acks;
     }
 
     public String topic() {
@@ -50,23 +48,13 @@ public final class InboundMessage {
     }
 
     /**
-     * Sends the PUBACK (QoS 1) from any thread. The ack goes out on the connection that received the
-     * message: if that connection is gone, the broker redelivers the message on the next one instead, so
-     * an ack can never land on a different message that happens to reuse the packet id.
+     * Sends the PUBACK (QoS 1); call once, from any thread. The ack goes out on the connection that received the
+     * message: if that connection is gone, the broker redelivers the message on the next one instead, so an ack
+     * can never land on a different message that happens to reuse the packet id.
      */
     public void ack() {
-        if (publish.qosLevel().value() == 0) {
-            return;
+        if (publish.qosLevel().value() > 0) {
+            acks.add(publish);
         }
-        context.runOnContext(v -> {
-            if (!acked) {
-                acked = true;
-                try {
-                    publish.ack();
-                } catch (RuntimeException closed) {
-                    // connection already closed: the broker will redeliver, nothing to do
-                }
-            }
-        });
     }
 }

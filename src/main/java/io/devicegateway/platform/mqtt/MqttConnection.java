@@ -145,7 +145,13 @@ public class MqttConnection {
         config.password().ifPresent(options::setPassword);
         MqttClient attempt = MqttClient.create(vertx, options);
         // Handler before connect: a persistent session's backlog arrives right after CONNACK.
-        attempt.publishHandler(publish -> dispatch(new InboundMessage(publish, context)));
+        PubAckQueue[] acks = new PubAckQueue[1]; // the socket exists only once connected
+        attempt.publishHandler(publish -> {
+            if (acks[0] == null) {
+                acks[0] = new PubAckQueue(context, socket(attempt));
+            }
+            dispatch(new InboundMessage(publish, acks[0]));
+        });
         attempt.closeHandler(v -> onClosed(attempt));
         attempt.exceptionHandler(e -> LOG.debugf("MQTT connection error: %s", e.toString()));
         client = attempt;
