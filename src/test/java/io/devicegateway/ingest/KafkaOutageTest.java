@@ -38,6 +38,7 @@ import io.quarkus.test.junit.TestProfile;
 class KafkaOutageTest {
 
     private static final Duration TIMEOUT = Duration.ofSeconds(60);
+    private static final int MAX_IN_FLIGHT = 100;
 
     /** Own Kafka, Mosquitto and Redis (this test stops Kafka), and the wire tap in front of Mosquitto. */
     public static class OwnServers implements QuarkusTestProfile, QuarkusTestResourceLifecycleManager {
@@ -60,6 +61,7 @@ class KafkaOutageTest {
             Map<String, String> config = new HashMap<>(servers.gatewayConfig());
             config.put("gateway.mqtt.port", Integer.toString(tap.port()));
             config.put("gateway.mqtt.client-id", "dgw-test-outage");
+            config.put("gateway.ingest.max-in-flight", Integer.toString(MAX_IN_FLIGHT));
             return config;
         }
 
@@ -113,15 +115,54 @@ class KafkaOutageTest {
         }
     }
 
+    @Test
+    void stopsReadingFromTheBrokerAtTheInFlightBoundAndDrainsAfterKafkaReturns() {
+        LocalServers servers = OwnServers.servers;
+        String id = Devices.uniqueId("flood");
+        int count = 5_000; // QoS 0: no broker-side window, only the gateway's own bound holds them back
+        Mqtt3BlockingClient device = Devices.connect(servers.mosquitto.port);
+        try (KafkaRecords telemetry = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.telemetry")) {
+            awaitReadiness(200);
+            servers.kafka.stop(false);
+            awaitReadiness(503);
+            for (int i = 0; i < count; i++) {
+                Devices.publish(device, "devices/" + id + "/telemetry", new byte[100], 0);
+            }
+            Awaitility.await().atMost(TIMEOUT).until(() -> metric("gateway_mqtt_inbound_paused") == 1.0);
+            // it holds steady at the bound (plus what the socket read in progress already held: at most one
+            // 64 KiB read of 100-byte messages) while the rest wait at the broker
+            double[] last = { -1 };
+            Awaitility.await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(10)).until(() -> {
+                double now = metric("gateway_ingest_in_flight");
+                boolean steady = now == last[0];
+                last[0] = now;
+                return steady;
+            });
+            assertTrue(last[0] >= MAX_IN_FLIGHT && last[0] <= MAX_IN_FLIGHT + 65_536 / 100,
+                    "in flight " + last[0] + " of " + count);
+
+            servers.kafka.start();
+            assertEquals(count, telemetry.await(r -> id.equals(r.key()), count, TIMEOUT).size());
+            Awaitility.await().atMost(TIMEOUT).until(() -> metric("gateway_mqtt_inbound_paused") == 0.0);
+            awaitReadiness(200);
+        } finally {
+            device.disconnect();
+        }
+    }
+
     private static void awaitReadiness(int status) {
         Awaitility.await().atMost(TIMEOUT).pollInterval(Duration.ofMillis(250))
                 .until(() -> given().get("/q/health/ready").statusCode() == status);
     }
 
     private static double inFlight() {
+        return metric("gateway_ingest_in_flight");
+    }
+
+    private static double metric(String series) {
         for (String line : given().get("/q/metrics").asString().split("\n")) {
-            if (line.startsWith("gateway_ingest_in_flight ")) {
-                return Double.parseDouble(line.substring(line.indexOf(' ') + 1));
+            if (line.startsWith(series + " ")) {
+                return Double.parseDouble(line.substring(series.length() + 1));
             }
         }
         return -1;

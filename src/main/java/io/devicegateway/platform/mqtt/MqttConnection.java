@@ -66,7 +66,7 @@ public class MqttConnection {
     private volatile MqttClient client;
     private Context context;
     private long backoffMillis;
-    private boolean inboundPaused;
+    private volatile boolean inboundPaused;
 
     MqttConnection(Vertx vertx, MqttConfig config, Instance<MqttSubscription> subscriptions, MeterRegistry registry,
             @ConfigProperty(name = "quarkus.http.port", defaultValue = "8080") int httpPort) {
@@ -77,6 +77,9 @@ public class MqttConnection {
         this.backoffMillis = config.reconnectInitialDelay().toMillis();
         Gauge.builder("gateway.mqtt.connected", state, s -> s.get() == 2 ? 1 : 0)
                 .description("1 while the MQTT connection is up and subscribed, 0 otherwise").register(registry);
+        Gauge.builder("gateway.mqtt.inbound.paused", this, c -> c.inboundPaused ? 1 : 0)
+                .description("1 while reading from the broker is paused because in-flight work is at its bound")
+                .register(registry);
         this.reconnects = Counter.builder("gateway.mqtt.reconnects")
                 .description("MQTT (re)connection attempts after the first").register(registry);
     }
@@ -161,7 +164,7 @@ public class MqttConnection {
             state.set(1);
             backoffMillis = config.reconnectInitialDelay().toMillis();
             if (inboundPaused) {
-                socket(attempt).pause();
+                setAutoRead(attempt, false);
             }
             subscribe(attempt);
         }).onFailure(e -> {
@@ -228,30 +231,45 @@ public class MqttConnection {
 
     /**
      * Stops reading from the broker socket: the broker then holds further messages (QoS 1 in its session,
-     * QoS 0 per its queue limits). Used to bound in-flight work when Kafka is slow. Call on any thread.
+     * QoS 0 per its queue limits). Used to bound in-flight work when Kafka is slow. Call on any thread; on the
+     * event loop it takes effect at once, so at most the rest of the current socket read still arrives.
      */
     public void pauseInbound() {
-        context.runOnContext(v -> {
+        onContext(() -> {
             if (!inboundPaused) {
                 inboundPaused = true;
-                NetSocketInternal socket = socket(client);
-                if (socket != null) {
-                    socket.pause();
-                }
+                setAutoRead(client, false);
             }
         });
     }
 
     public void resumeInbound() {
-        context.runOnContext(v -> {
+        onContext(() -> {
             if (inboundPaused) {
                 inboundPaused = false;
-                NetSocketInternal socket = socket(client);
-                if (socket != null) {
-                    socket.resume();
-                }
+                setAutoRead(client, true);
             }
         });
+    }
+
+    /**
+     * Netty's autoRead, not NetSocket#pause: Vert.x hands decoded MQTT packets straight to the client, so only
+     * the channel stops the reads. What the current read already holds (at most one read buffer) still arrives.
+     */
+    private static void setAutoRead(MqttClient client, boolean autoRead) {
+        NetSocketInternal socket = socket(client);
+        if (socket != null) {
+            socket.channelHandlerContext().channel().config().setAutoRead(autoRead);
+        }
+    }
+
+    /** Inline when already on the connection's event loop: a pause must take effect before the next message. */
+    private void onContext(Runnable action) {
+        if (Vertx.currentContext() == context) {
+            action.run();
+        } else {
+            context.runOnContext(v -> action.run());
+        }
     }
 
     /** Publishes on the current connection; fails fast when disconnected. */
