@@ -109,6 +109,20 @@ public final class GatewayProcess implements AutoCloseable {
         return Double.NaN;
     }
 
+    /** Cumulative histogram buckets of a Prometheus histogram: upper bound in seconds to count. */
+    public java.util.TreeMap<Double, Double> buckets(String histogram) {
+        java.util.TreeMap<Double, Double> buckets = new java.util.TreeMap<>();
+        String prefix = histogram + "_bucket{le=\"";
+        for (String line : metrics().split("\n")) {
+            if (line.startsWith(prefix)) {
+                String le = line.substring(prefix.length(), line.indexOf('"', prefix.length()));
+                double bound = le.equals("+Inf") ? Double.POSITIVE_INFINITY : Double.parseDouble(le);
+                buckets.put(bound, Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1)));
+            }
+        }
+        return buckets;
+    }
+
     public long pid() {
         return process.pid();
     }

@@ -26,7 +26,7 @@ public class KafkaWriters {
         defaults.put(ProducerConfig.ACKS_CONFIG, "all");
         defaults.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
         defaults.put(ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, "5");
-        defaults.put(ProducerConfig.LINGER_MS_CONFIG, "5");
+        defaults.put(ProducerConfig.LINGER_MS_CONFIG, "2");
         defaults.put(ProducerConfig.BATCH_SIZE_CONFIG, "131072");
         defaults.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, Integer.toString(Integer.MAX_VALUE));
         defaults.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "5000");
