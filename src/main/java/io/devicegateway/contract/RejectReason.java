@@ -15,6 +15,10 @@ public enum RejectReason {
     EMPTY_PAYLOAD("empty-payload"),
     /** Payload larger than the configured limit. */
     PAYLOAD_TOO_LARGE("payload-too-large"),
+    /** A status payload other than {@code online} / {@code offline}. */
+    INVALID_STATUS("invalid-status"),
+    /** A response topic whose status level is not an integer. */
+    INVALID_RESPONSE("invalid-response"),
     /** Kafka refused the record for good (e.g. larger than the broker's message.max.bytes). */
     KAFKA_REJECTED("kafka-rejected");
 

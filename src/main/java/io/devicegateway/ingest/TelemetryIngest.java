@@ -24,6 +24,7 @@ import io.devicegateway.platform.kafka.OrderedKafkaWriter;
 import io.devicegateway.platform.mqtt.InboundMessage;
 import io.devicegateway.platform.mqtt.MqttConnection;
 import io.devicegateway.platform.mqtt.MqttSubscription;
+import io.devicegateway.session.SessionStore;
 import io.devicegateway.v1.DeviceMessage;
 import io.devicegateway.v1.MessageKind;
 
@@ -45,6 +46,8 @@ public class TelemetryIngest implements MqttSubscription {
     private final OrderedKafkaWriter kafka;
     @Inject
     MqttConnection connection;
+    @Inject
+    SessionStore sessions;
 
     TelemetryIngest(IngestConfig config, GatewayKafkaConfig kafkaConfig, IngestMetrics metrics, KafkaWriters writers) {
         this.config = config;
@@ -81,6 +84,7 @@ public class TelemetryIngest implements MqttSubscription {
             return;
         }
         DeviceTopic topic = parsed.topic();
+        sessions.seen(topic.deviceId(), message.receivedAtMillis());
         MessageKind kind = Envelopes.kindOf(topic.kind());
         byte[] value = envelope(message, topic.deviceId(), kind, topic.subtopic())
                 .setPayload(UnsafeByteOperations.unsafeWrap(message.payload().getBytes()))
@@ -89,6 +93,15 @@ public class TelemetryIngest implements MqttSubscription {
         headers.add(Envelopes.HEADER_KIND, topic.kind().level().getBytes(StandardCharsets.UTF_8));
         String kafkaTopic = kind == MessageKind.TELEMETRY ? topics.telemetry() : topics.events();
         send(new Record(message, kafkaTopic, topic.deviceId(), value, headers, kind, null));
+    }
+
+    /**
+     * Dead-letters a message another capability received and rejected (a bad status or response), with the same
+     * guarantee: the message is acknowledged once its dead-letter record is in Kafka.
+     */
+    public void reject(InboundMessage message, RejectReason reason) {
+        metrics.inFlight.incrementAndGet();
+        deadLetter(message, DeviceTopic.parse(message.topic()), reason);
     }
 
     private void deadLetter(InboundMessage message, DeviceTopic.Parsed parsed, RejectReason reason) {

@@ -24,6 +24,7 @@ public class SharedServers implements QuarkusTestResourceLifecycleManager {
     public Map<String, String> start() {
         Map<String, String> config = new HashMap<>(get().gatewayConfig());
         config.put("gateway.mqtt.client-id", "dgw-test-shared");
+        config.put("gateway.grpc.auth.tokens", Agents.tokensConfig());
         return config;
     }
 

@@ -29,5 +29,16 @@ public interface GatewayKafkaConfig {
 
         @WithDefault("iot.dlq")
         String dlq();
+
+        /** Compacted, key = device id. */
+        @WithDefault("iot.presence")
+        String presence();
+
+        /** Commands requested through Kafka (value: SendEventRequest). */
+        @WithDefault("iot.commands")
+        String commands();
+
+        @WithDefault("iot.command-results")
+        String commandResults();
     }
 }

@@ -27,6 +27,7 @@ import io.quarkus.runtime.StartupEvent;
 import io.quarkus.runtime.annotations.RegisterForReflection;
 import io.vertx.core.Context;
 import io.vertx.core.Future;
+import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.net.impl.NetSocketInternal;
@@ -64,6 +65,8 @@ public class MqttConnection {
     private final AtomicBoolean stopping = new AtomicBoolean();
 
     private volatile MqttClient client;
+    /** Outbound QoS 1/2 publishes of the current connection waiting for the broker, by packet id. */
+    private final Map<Integer, Promise<Void>> outbound = new java.util.HashMap<>();
     private Context context;
     private long backoffMillis;
     private volatile boolean inboundPaused;
@@ -156,6 +159,12 @@ public class MqttConnection {
             dispatch(new InboundMessage(publish, acks[0]));
         });
         attempt.closeHandler(v -> onClosed(attempt));
+        attempt.publishCompletionHandler(packetId -> {
+            Promise<Void> done = outbound.remove(packetId);
+            if (done != null) {
+                done.complete();
+            }
+        });
         attempt.exceptionHandler(e -> LOG.debugf("MQTT connection error: %s", e.toString()));
         client = attempt;
         attempt.connect(config.port(), config.host()).onSuccess(connAck -> {
@@ -201,6 +210,10 @@ public class MqttConnection {
             return;
         }
         state.set(0);
+        // the broker may or may not have them: report failure, the caller decides (commands answer UNAVAILABLE)
+        List<Promise<Void>> unacknowledged = new ArrayList<>(outbound.values());
+        outbound.clear();
+        unacknowledged.forEach(p -> p.tryFail(new IllegalStateException("MQTT connection lost before the broker acknowledged")));
         if (!stopping.get()) {
             LOG.warn("MQTT connection lost; reconnecting");
             scheduleReconnect();
@@ -272,13 +285,30 @@ public class MqttConnection {
         }
     }
 
-    /** Publishes on the current connection; fails fast when disconnected. */
-    public Future<Integer> publish(String topic, Buffer payload, int qos, boolean retain) {
-        MqttClient current = client;
-        if (current == null || !ready()) {
-            return Future.failedFuture(new IllegalStateException("MQTT broker not connected"));
-        }
-        return current.publish(topic, payload, MqttQoS.valueOf(qos), false, retain);
+    /**
+     * Publishes on the current connection. Completes when the broker has acknowledged it (PUBACK for QoS 1,
+     * PUBCOMP for QoS 2; at once for QoS 0 once written); fails fast when disconnected, and fails if the
+     * connection drops before the acknowledgement. Any thread.
+     */
+    public Future<Void> publish(String topic, Buffer payload, int qos, boolean retain) {
+        Promise<Void> acknowledged = Promise.promise();
+        onContext(() -> {
+            MqttClient current = client;
+            if (current == null || !ready()) {
+                acknowledged.fail(new IllegalStateException("MQTT broker not connected"));
+                return;
+            }
+            current.publish(topic, payload, MqttQoS.valueOf(qos), false, retain).onComplete(written -> {
+                if (written.failed()) {
+                    acknowledged.fail(written.cause());
+                } else if (qos == 0) {
+                    acknowledged.complete();
+                } else {
+                    outbound.put(written.result(), acknowledged);
+                }
+            });
+        });
+        return acknowledged.future();
     }
 
     private static NetSocketInternal socket(MqttClient client) {

@@ -1,0 +1,23 @@
+package io.devicegateway.session;
+
+import java.time.Duration;
+
+import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.WithDefault;
+
+/** Device sessions in Redis ({@code gateway.sessions.*}). */
+@ConfigMapping(prefix = "gateway.sessions")
+public interface SessionConfig {
+
+    /** Presence topic filter (subscribed through the shared group, QoS 1). */
+    @WithDefault("devices/+/status")
+    String statusFilter();
+
+    /** How often pending last-seen updates (from telemetry) are written, in one pipelined batch. */
+    @WithDefault("1s")
+    Duration lastSeenFlushInterval();
+
+    /** Prefix of every Redis key the gateway writes. */
+    @WithDefault("dgw:")
+    String keyPrefix();
+}

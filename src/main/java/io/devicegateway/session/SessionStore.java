@@ -1,0 +1,206 @@
+package io.devicegateway.session;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.event.Event;
+import jakarta.enterprise.event.Observes;
+
+import org.jboss.logging.Logger;
+
+import io.quarkus.runtime.StartupEvent;
+import io.vertx.core.Context;
+import io.vertx.core.Future;
+import io.vertx.core.Vertx;
+import io.vertx.redis.client.Command;
+import io.vertx.redis.client.Redis;
+import io.vertx.redis.client.Request;
+import io.vertx.redis.client.Response;
+
+/**
+ * Device sessions in Redis. Writes are batched and pipelined: presence changes are flushed at once, telemetry
+ * last-seen updates are coalesced per device and flushed every {@code gateway.sessions.last-seen-flush-interval}.
+ * While Redis is down, pending updates stay (coalesced per device, so memory is bounded by the number of devices)
+ * and are written when it returns; reads fail fast so callers can answer UNAVAILABLE.
+ */
+@ApplicationScoped
+public class SessionStore {
+
+    private static final Logger LOG = Logger.getLogger(SessionStore.class);
+    private static final long RETRY_MS = 1_000;
+
+    /** Applies a presence change only if it is newer than the stored one (see README: presence rules). */
+    static final String PRESENCE_SCRIPT = """
+            local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+            if ARGV[6] == '1' and cur >= 0 then return 0 end
+            if tonumber(ARGV[3]) <= cur then return 0 end
+            redis.call('HSET', KEYS[1], 'online', ARGV[2], 'version', ARGV[3], 'gateway', ARGV[5], 'protocol', 'mqtt')
+            if ARGV[2] == '1' then
+              redis.call('HSET', KEYS[1], 'connected_at_ms', ARGV[4])
+              redis.call('SADD', KEYS[2], ARGV[1])
+            else
+              redis.call('HSET', KEYS[1], 'disconnected_at_ms', ARGV[4])
+              redis.call('SREM', KEYS[2], ARGV[1])
+            end
+            local seen = tonumber(redis.call('HGET', KEYS[1], 'last_seen_ms') or '0')
+            if tonumber(ARGV[4]) > seen then redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[4]) end
+            return 1
+            """;
+
+    /** last_seen_ms = max(stored, given): replicas flush at different times. */
+    static final String LAST_SEEN_SCRIPT = """
+            local seen = tonumber(redis.call('HGET', KEYS[1], 'last_seen_ms') or '0')
+            if tonumber(ARGV[1]) > seen then redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[1]) end
+            return 1
+            """;
+
+    private final Redis redis;
+    private final Vertx vertx;
+    private final RedisKeys keys;
+    private final SessionConfig config;
+    private final Event<DeviceOnline> onlineEvents;
+    private final Map<String, PresenceUpdate> pendingPresence = new ConcurrentHashMap<>();
+    private final Map<String, Long> pendingSeen = new ConcurrentHashMap<>();
+    private Context context;
+    private boolean flushing;
+    private boolean flushAgain;
+    private boolean retryScheduled;
+    private volatile boolean available = true;
+
+    private final java.util.concurrent.atomic.AtomicLong online = new java.util.concurrent.atomic.AtomicLong();
+
+    SessionStore(Redis redis, Vertx vertx, RedisKeys keys, SessionConfig config, Event<DeviceOnline> onlineEvents,
+            io.micrometer.core.instrument.MeterRegistry registry) {
+        io.micrometer.core.instrument.Gauge.builder("gateway.sessions.online", online,
+                java.util.concurrent.atomic.AtomicLong::get).description("Devices online (Redis, refreshed every 5 s)")
+                .register(registry);
+        this.redis = redis;
+        this.vertx = vertx;
+        this.keys = keys;
+        this.config = config;
+        this.onlineEvents = onlineEvents;
+    }
+
+    void start(@Observes StartupEvent event) {
+        context = vertx.getOrCreateContext();
+        vertx.setPeriodic(config.lastSeenFlushInterval().toMillis(), id -> context.runOnContext(v -> flush()));
+        vertx.setPeriodic(5_000, id -> redis.send(Request.cmd(Command.SCARD).arg(keys.online()))
+                .onSuccess(count -> online.set(count.toLong())));
+    }
+
+    /** Records that a device was heard from; no Redis round trip here. Any thread. */
+    public void seen(String deviceId, long atMillis) {
+        pendingSeen.merge(deviceId, atMillis, Math::max);
+    }
+
+    /** Queues a presence change and flushes soon. Any thread. */
+    public void applyPresence(PresenceUpdate update) {
+        pendingPresence.merge(update.deviceId(), update, PresenceUpdate::newer);
+        context.runOnContext(v -> flush());
+    }
+
+    /** False after a Redis failure, until the next success. */
+    public boolean available() {
+        return available;
+    }
+
+    /** Updates waiting to be written (for tests and metrics). */
+    public int pending() {
+        return pendingPresence.size() + pendingSeen.size();
+    }
+
+    /** The device's session, empty if never seen; fails when Redis is unreachable. */
+    public Future<Optional<SessionRecord>> get(String deviceId) {
+        return redis.send(Request.cmd(Command.HGETALL).arg(keys.session(deviceId))).map(response -> {
+            available = true;
+            if (response == null || response.size() == 0) {
+                return Optional.<SessionRecord> empty();
+            }
+            Map<String, String> hash = new HashMap<>();
+            for (String field : response.getKeys()) {
+                hash.put(field, response.get(field).toString());
+            }
+            return Optional.of(SessionRecord.of(deviceId, hash));
+        }).onFailure(e -> available = false);
+    }
+
+    /** Number of commands queued for a device. */
+    public Future<Integer> queuedCommands(String deviceId) {
+        return redis.send(Request.cmd(Command.LLEN).arg(keys.queue(deviceId))).map(Response::toInteger);
+    }
+
+    private void flush() {
+        if (flushing) {
+            flushAgain = true;
+            return;
+        }
+        Map<String, PresenceUpdate> presence = drain(pendingPresence);
+        Map<String, Long> seen = drain(pendingSeen);
+        if (presence.isEmpty() && seen.isEmpty()) {
+            return;
+        }
+        List<Request> batch = new ArrayList<>(presence.size() + seen.size());
+        List<PresenceUpdate> order = new ArrayList<>(presence.values());
+        for (PresenceUpdate u : order) {
+            batch.add(Request.cmd(Command.EVAL).arg(PRESENCE_SCRIPT).arg(2).arg(keys.session(u.deviceId()))
+                    .arg(keys.online()).arg(u.deviceId()).arg(u.online() ? "1" : "0").arg(u.version())
+                    .arg(u.atMillis()).arg(u.gateway()).arg(u.retained() ? "1" : "0"));
+        }
+        seen.forEach((device, at) -> batch.add(Request.cmd(Command.EVAL).arg(LAST_SEEN_SCRIPT).arg(1)
+                .arg(keys.session(device)).arg(at)));
+        flushing = true;
+        redis.batch(batch).onComplete(result -> context.runOnContext(v -> {
+            flushing = false;
+            if (result.failed()) {
+                if (available) {
+                    LOG.warnf("Redis unavailable (%s): %d session updates kept until it returns",
+                            result.cause().getMessage(), batch.size());
+                }
+                available = false;
+                presence.values().forEach(u -> pendingPresence.merge(u.deviceId(), u, PresenceUpdate::newer));
+                seen.forEach((device, at) -> pendingSeen.merge(device, at, Math::max));
+                scheduleRetry();
+                return;
+            }
+            if (!available) {
+                LOG.info("Redis is back: session updates written");
+            }
+            available = true;
+            for (int i = 0; i < order.size(); i++) {
+                PresenceUpdate u = order.get(i);
+                if (u.online() && result.result().get(i).toInteger() == 1) {
+                    onlineEvents.fire(new DeviceOnline(u.deviceId()));
+                }
+            }
+            if (flushAgain || !pendingPresence.isEmpty()) {
+                flushAgain = false;
+                flush();
+            }
+        }));
+    }
+
+    private void scheduleRetry() {
+        if (!retryScheduled) {
+            retryScheduled = true;
+            vertx.setTimer(RETRY_MS, id -> context.runOnContext(v -> {
+                retryScheduled = false;
+                flush();
+            }));
+        }
+    }
+
+    private static <V> Map<String, V> drain(Map<String, V> pending) {
+        Map<String, V> taken = new HashMap<>();
+        for (Map.Entry<String, V> e : pending.entrySet()) {
+            if (pending.remove(e.getKey(), e.getValue())) {
+                taken.put(e.getKey(), e.getValue());
+            }
+        }
+        return taken;
+    }
+}

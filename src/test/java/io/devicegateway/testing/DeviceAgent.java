@@ -1,0 +1,90 @@
+package io.devicegateway.testing;
+
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+import com.hivemq.client.mqtt.MqttClient;
+import com.hivemq.client.mqtt.datatypes.MqttQos;
+import com.hivemq.client.mqtt.mqtt3.Mqtt3AsyncClient;
+import com.hivemq.client.mqtt.mqtt3.message.publish.Mqtt3Publish;
+
+/**
+ * A simulated device the way the contract describes one: subscribes to its commands, publishes {@code online}
+ * (retained) with {@code offline} as its last will, and optionally answers each command.
+ */
+public final class DeviceAgent implements AutoCloseable {
+
+    /** A command as the device received it. */
+    public record Received(String topic, String name, String correlationId, String payload) {
+    }
+
+    public final String deviceId;
+    private final int port;
+    private final List<Received> received = new CopyOnWriteArrayList<>();
+    private volatile Integer answerStatus;
+    private volatile String answerBody;
+    private Mqtt3AsyncClient client;
+
+    public DeviceAgent(String deviceId, int port) {
+        this.deviceId = deviceId;
+        this.port = port;
+    }
+
+    /** Answer every command on devices/{id}/responses/{correlationId}[/{status}] (status null: the short form). */
+    public DeviceAgent answering(Integer status, String body) {
+        this.answerStatus = status;
+        this.answerBody = body;
+        return this;
+    }
+
+    /** Connects, subscribes to commands, then publishes the retained birth message. */
+    public DeviceAgent connect() {
+        client = MqttClient.builder().useMqttVersion3().identifier("dev-" + deviceId + "-" + UUID.randomUUID())
+                .serverHost("127.0.0.1").serverPort(port)
+                .willPublish().topic(status()).payload("offline".getBytes()).qos(MqttQos.AT_LEAST_ONCE).retain(true)
+                .applyWillPublish().buildAsync();
+        client.connect().join();
+        client.subscribeWith().topicFilter("devices/" + deviceId + "/commands/#").qos(MqttQos.AT_LEAST_ONCE)
+                .callback(this::onCommand).send().join();
+        client.publishWith().topic(status()).payload("online".getBytes()).qos(MqttQos.AT_LEAST_ONCE).retain(true)
+                .send().join();
+        return this;
+    }
+
+    /** Clean goodbye: publishes the retained {@code offline} itself, then disconnects. */
+    public void goOffline() {
+        client.publishWith().topic(status()).payload("offline".getBytes()).qos(MqttQos.AT_LEAST_ONCE).retain(true)
+                .send().join();
+        client.disconnect().join();
+    }
+
+    public List<Received> received() {
+        return List.copyOf(received);
+    }
+
+    private void onCommand(Mqtt3Publish publish) {
+        String[] levels = publish.getTopic().toString().split("/");
+        Received r = new Received(publish.getTopic().toString(), levels[3], levels[4],
+                new String(publish.getPayloadAsBytes(), StandardCharsets.UTF_8));
+        received.add(r);
+        if (answerBody != null) {
+            String topic = "devices/" + deviceId + "/responses/" + r.correlationId()
+                    + (answerStatus == null ? "" : "/" + answerStatus);
+            client.publishWith().topic(topic).payload(answerBody.getBytes(StandardCharsets.UTF_8))
+                    .qos(MqttQos.AT_LEAST_ONCE).send();
+        }
+    }
+
+    private String status() {
+        return "devices/" + deviceId + "/status";
+    }
+
+    @Override
+    public void close() {
+        if (client != null && client.getState().isConnected()) {
+            client.disconnect().join();
+        }
+    }
+}
