@@ -190,6 +190,11 @@ public final class LocalServers implements AutoCloseable {
             awaitPort(port, Duration.ofSeconds(10), process, "mosquitto");
         }
 
+        /** SIGKILL: the broker dies without publishing last wills or closing sessions. */
+        public synchronized void kill() {
+            stopProcess(process, true);
+        }
+
         public synchronized void stop() {
             stopProcess(process, false);
         }

@@ -45,4 +45,8 @@ public interface MqttConfig {
 
     @WithDefault("false")
     boolean ssl();
+
+    /** How long an outbound publish (a command) may wait for the broker's acknowledgement. */
+    @WithDefault("10s")
+    Duration publishTimeout();
 }

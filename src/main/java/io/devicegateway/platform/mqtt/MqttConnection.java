@@ -298,15 +298,27 @@ public class MqttConnection {
                 acknowledged.fail(new IllegalStateException("MQTT broker not connected"));
                 return;
             }
-            current.publish(topic, payload, MqttQoS.valueOf(qos), false, retain).onComplete(written -> {
-                if (written.failed()) {
-                    acknowledged.fail(written.cause());
-                } else if (qos == 0) {
-                    acknowledged.complete();
-                } else {
-                    outbound.put(written.result(), acknowledged);
-                }
-            });
+            try {
+                current.publish(topic, payload, MqttQoS.valueOf(qos), false, retain).onComplete(written -> {
+                    if (written.failed()) {
+                        acknowledged.tryFail(written.cause());
+                    } else if (qos == 0) {
+                        acknowledged.tryComplete();
+                    } else {
+                        int packetId = written.result();
+                        outbound.put(packetId, acknowledged);
+                        // a broker that never acknowledges must not leave the caller waiting forever
+                        vertx.setTimer(config.publishTimeout().toMillis(), id -> {
+                            if (outbound.remove(packetId, acknowledged)) {
+                                acknowledged.tryFail(new java.util.concurrent.TimeoutException(
+                                        "no acknowledgement from the broker within " + config.publishTimeout()));
+                            }
+                        });
+                    }
+                });
+            } catch (RuntimeException e) {
+                acknowledged.tryFail(e); // e.g. the connection closed under us
+            }
         });
         return acknowledged.future();
     }
