@@ -62,6 +62,11 @@ public class TelemetryIngest implements MqttSubscription {
     }
 
     @Override
+    public int inFlight() {
+        return metrics.inFlight.get();
+    }
+
+    @Override
     public void onMessage(InboundMessage message) {
         if (metrics.inFlight.incrementAndGet() >= config.maxInFlight()) {
             connection.pauseInbound();

@@ -46,6 +46,10 @@ public interface MqttConfig {
     @WithDefault("false")
     boolean ssl();
 
+    /** On shutdown, how long to wait for in-flight messages to be written and acknowledged before disconnecting. */
+    @WithDefault("20s")
+    Duration drainTimeout();
+
     /** How long an outbound publish (a command) may wait for the broker's acknowledgement. */
     @WithDefault("10s")
     Duration publishTimeout();

@@ -115,13 +115,39 @@ public class MqttConnection {
         context.runOnContext(v -> connect());
     }
 
+    /**
+     * Graceful drain (SIGTERM, Knative scale-down): stop reading, let what is in flight reach Kafka and its PUBACK
+     * go out, then disconnect. Whatever is still unacknowledged at the drain timeout stays with the broker and is
+     * redelivered to this client id (or, with a shared subscription, per the broker's rules).
+     */
     void stop(@Observes ShutdownEvent event) {
-        stopping.set(true);
         MqttClient current = client;
+        if (current != null && current.isConnected()) {
+            pauseInbound();
+            long deadline = System.nanoTime() + config.drainTimeout().toNanos();
+            while (inFlight() > 0 && System.nanoTime() < deadline) {
+                java.util.concurrent.locks.LockSupport.parkNanos(10_000_000L);
+            }
+            int left = inFlight();
+            // PUBACKs are written on the event loop: one more task there runs after the queued ones
+            java.util.concurrent.CompletableFuture<Void> flushed = new java.util.concurrent.CompletableFuture<>();
+            context.runOnContext(v -> flushed.complete(null));
+            flushed.orTimeout(2, java.util.concurrent.TimeUnit.SECONDS).exceptionally(e -> null).join();
+            LOG.infof("MQTT drain done (%d message(s) left unacknowledged for redelivery); disconnecting", left);
+        }
+        stopping.set(true);
         if (current != null && current.isConnected()) {
             current.disconnect().toCompletionStage().toCompletableFuture().orTimeout(2, java.util.concurrent.TimeUnit.SECONDS)
                     .exceptionally(e -> null).join();
         }
+    }
+
+    private int inFlight() {
+        int sum = 0;
+        for (MqttSubscription s : subscriptions) {
+            sum += s.inFlight();
+        }
+        return sum;
     }
 
     public String clientId() {

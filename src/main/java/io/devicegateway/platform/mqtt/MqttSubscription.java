@@ -17,6 +17,11 @@ public interface MqttSubscription {
         return true;
     }
 
+    /** Messages received and not yet acknowledged; shutdown waits for this to reach 0 before disconnecting. */
+    default int inFlight() {
+        return 0;
+    }
+
     /** Called on the connection's event loop; must not block. The handler owns acknowledging the message. */
     void onMessage(InboundMessage message);
 }
