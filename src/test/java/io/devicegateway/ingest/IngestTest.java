@@ -167,6 +167,22 @@ class IngestTest {
     }
 
     @Test
+    void deadLettersAStatusThatIsNeitherOnlineNorOffline() throws Exception {
+        String id = Devices.uniqueId("st");
+        ConsumerRecord<String, byte[]> record = publishAndAwaitDeadLetter("devices/" + id + "/status", "maybe".getBytes());
+        assertEquals("invalid-status", header(record, "reason"));
+        assertEquals(id, record.key());
+    }
+
+    @Test
+    void deadLettersAResponseWithANonNumericStatus() throws Exception {
+        String id = Devices.uniqueId("resp");
+        ConsumerRecord<String, byte[]> record = publishAndAwaitDeadLetter("devices/" + id + "/responses/c1/abc",
+                "x".getBytes());
+        assertEquals("invalid-response", header(record, "reason"));
+    }
+
+    @Test
     void acceptsAPayloadExactlyAtTheLimit() throws Exception {
         String id = Devices.uniqueId("limit");
         Devices.publish(device, "devices/" + id + "/telemetry", new byte[256 * 1024], 1);
