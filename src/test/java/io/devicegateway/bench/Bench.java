@@ -66,6 +66,7 @@ public final class Bench {
         try (LocalServers servers = LocalServers.start("bench", inflight)) {
             Map<String, String> config = new LinkedHashMap<>(servers.gatewayConfig());
             config.put("gateway.mqtt.client-id", "dgw-bench");
+            config.put("gateway.grpc.auth.tokens", io.devicegateway.testing.Agents.tokensConfig());
             Path log = servers.workDir.resolve("gateway.log");
             System.err.println("bench: starting the gateway, log in " + log);
             try (GatewayProcess gateway = GatewayProcess.start(config, gatewayJvmOptions(), log)
@@ -83,6 +84,7 @@ public final class Bench {
                     }
                 }
                 printTable(results);
+                runSendEvent(servers, gateway, scale, only);
             }
         }
     }
@@ -96,7 +98,44 @@ public final class Bench {
         return options;
     }
 
-    private static Map<String, Long> cpu(LocalServers servers, long gatewayPid) {
+    private static void runSendEvent(LocalServers servers, GatewayProcess gateway, double scale, Set<String> only) {
+        boolean rated = only.isEmpty() || only.contains("sendevent-1000rps");
+        boolean max = only.isEmpty() || only.contains("sendevent-max");
+        if (!rated && !max) {
+            return;
+        }
+        System.err.println("bench: SendEvent: connecting 10 devices ...");
+        var devices = SendEventBench.onlineDevices(servers, gateway, "se-" + UUID.randomUUID().toString().substring(0, 6), 10);
+        try {
+            SendEventBench.run("sendevent-warmup", servers, gateway, devices, 0, 32, (long) (30_000 * scale));
+            List<SendEventBench.Result> results = new ArrayList<>();
+            if (rated) {
+                System.err.println("bench: sendevent-1000rps ...");
+                results.add(SendEventBench.run("sendevent-1000rps", servers, gateway, devices, 1_000, 500,
+                        (long) (10_000 * scale)));
+            }
+            if (max) {
+                System.err.println("bench: sendevent-max ...");
+                results.add(SendEventBench.run("sendevent-max", servers, gateway, devices, 0, 64,
+                        (long) (20_000 * scale)));
+            }
+            System.out.println();
+            for (SendEventBench.Result r : results) {
+                System.out.println(r.json());
+            }
+            System.out.printf("%n%-22s %8s %9s %7s %9s %8s %8s %8s%n", "scenario", "calls", "delivered", "errors",
+                    "req/s", "p50 ms", "p95 ms", "p99 ms");
+            for (SendEventBench.Result r : results) {
+                System.out.printf(Locale.ROOT, "%-22s %8d %9d %7d %9.0f %8.2f %8.2f %8.2f%n", r.name(), r.calls(),
+                        r.ok(), r.errors(), r.ok() / r.seconds(), r.latency().percentileMillis(50),
+                        r.latency().percentileMillis(95), r.latency().percentileMillis(99));
+            }
+        } finally {
+            devices.forEach(io.devicegateway.testing.DeviceAgent::close);
+        }
+    }
+
+    static Map<String, Long> cpu(LocalServers servers, long gatewayPid) {
         Map<String, Long> cpu = new LinkedHashMap<>();
         cpu.put("gateway", LocalServers.cpuMillis(gatewayPid));
         cpu.put("kafka", LocalServers.cpuMillis(servers.kafka.pid()));
@@ -215,7 +254,7 @@ public final class Bench {
                 cpuJson(r.cpuMillis()), limit);
     }
 
-    private static String cpuJson(Map<String, Long> cpu) {
+    static String cpuJson(Map<String, Long> cpu) {
         StringBuilder json = new StringBuilder("{");
         cpu.forEach((k, v) -> json.append(json.length() > 1 ? "," : "").append('"').append(k).append("\":").append(v));
         return json.append('}').toString();
