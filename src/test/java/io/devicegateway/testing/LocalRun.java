@@ -68,8 +68,17 @@ public final class LocalRun {
         }
     }
 
-    /** Three devices, a reading a second each, plus one event and one bad message to show the dead-letter path. */
+    /**
+     * Three devices that announce themselves online and answer commands, a reading a second each, plus one event
+     * and one bad message to show the dead-letter path.
+     */
     private static void simulate(String host, int port, AtomicBoolean running, long seconds) {
+        List<DeviceAgent> agents = new java.util.ArrayList<>();
+        for (String device : List.of("truck-1", "truck-2", "sign-7")) {
+            agents.add(new DeviceAgent(device, port).answering(200, "{\"ok\":true}").connect());
+        }
+        System.out.println("run: try  grpcurl -plaintext -d '{\"device_id\":\"truck-1\",\"name\":\"reboot\","
+                + "\"await_response\":true}' localhost:8080 devicegateway.v1.DeviceGateway/SendEvent");
         Mqtt3BlockingClient client = Devices.connect(port);
         long end = seconds > 0 ? System.currentTimeMillis() + seconds * 1000 : Long.MAX_VALUE;
         int n = 0;
@@ -88,6 +97,7 @@ public final class LocalRun {
             LocalServers.pause(1000); // one reading per second per device
         }
         client.disconnect();
+        agents.forEach(DeviceAgent::close);
     }
 
     private static void tail(String bootstrap, AtomicBoolean running) {
