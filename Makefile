@@ -4,7 +4,7 @@ KAFKA_LIBS := .cache/kafka-libs
 CP_FILE := target/test-classpath.txt
 TOOL_CP = target/test-classes:target/classes:$$(cat $(CP_FILE))
 
-.PHONY: deps build test tools run bench native clean
+.PHONY: deps build test tools run bench faults native clean
 
 # Kafka broker jars for the local servers (tests, run, bench); mosquitto and redis-server come from apt.
 deps: $(KAFKA_LIBS)/.done
@@ -40,3 +40,7 @@ native:
 
 clean:
 	$(MVN) -q clean
+
+# Fault scenarios (Kafka/gateway/broker/Redis failures, bad-input flood, long Kafka outage): a few minutes.
+faults: tools
+	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(FAULTS_OPTS) io.devicegateway.bench.FaultScenarios

@@ -23,6 +23,9 @@ public final class DeviceSimulator implements AutoCloseable {
     private final List<String> deviceIds = new ArrayList<>();
     private final String topicPattern;
     private final AtomicLong failures = new AtomicLong();
+    /** Sequence numbers the broker acknowledged (PUBACK to the device), per device: what must not be lost. */
+    private final java.util.Map<String, java.util.BitSet> acked = new java.util.concurrent.ConcurrentHashMap<>();
+    private final AtomicLong ackedCount = new AtomicLong();
 
     /**
      * @param topicPattern topic with {@code %s} for the device id, e.g. {@code devices/%s/telemetry}
@@ -57,7 +60,8 @@ public final class DeviceSimulator implements AutoCloseable {
         for (int d = 0; d < clients.size(); d++) {
             Mqtt3AsyncClient client = clients.get(d);
             String topic = String.format(topicPattern, deviceIds.get(d));
-            Thread t = new Thread(() -> publish(client, topic, perDevice, size, qos, perDeviceRate), "sim-" + d);
+            String device = deviceIds.get(d);
+            Thread t = new Thread(() -> publish(client, device, topic, perDevice, size, qos, perDeviceRate), "sim-" + d);
             threads.add(t);
             t.start();
         }
@@ -71,7 +75,22 @@ public final class DeviceSimulator implements AutoCloseable {
         }
     }
 
-    private void publish(Mqtt3AsyncClient client, String topic, long count, int size, int qos, double rate) {
+    /** Messages the broker acknowledged so far (QoS 1; QoS 0 counts what was written). */
+    public long acknowledged() {
+        return ackedCount.get();
+    }
+
+    /** The acknowledged sequence numbers of one device. */
+    public java.util.BitSet acknowledged(String deviceId) {
+        java.util.BitSet bits = acked.get(deviceId);
+        synchronized (bits) {
+            return (java.util.BitSet) bits.clone();
+        }
+    }
+
+    private void publish(Mqtt3AsyncClient client, String device, String topic, long count, int size, int qos,
+            double rate) {
+        java.util.BitSet mine = acked.computeIfAbsent(device, k -> new java.util.BitSet());
         Semaphore window = new Semaphore(WINDOW);
         MqttQos mqttQos = MqttQos.fromCode(qos);
         long start = System.nanoTime();
@@ -92,12 +111,18 @@ public final class DeviceSimulator implements AutoCloseable {
                 Thread.currentThread().interrupt();
                 return;
             }
+            long sequence = seq;
             client.publishWith().topic(topic).qos(mqttQos)
                     .payload(Payloads.make(seq, size)).send()
                     .whenComplete((ok, error) -> {
                         window.release();
                         if (error != null) {
                             failures.incrementAndGet();
+                        } else {
+                            synchronized (mine) {
+                                mine.set((int) sequence);
+                            }
+                            ackedCount.incrementAndGet();
                         }
                     });
         }

@@ -42,6 +42,16 @@ final class Tally {
         latency.add(now - Payloads.sentNanos(payload));
     }
 
+    /** Acknowledged by the broker but never seen here: lost. */
+    synchronized long missing(String deviceId, BitSet acknowledged) {
+        BitSet lost = (BitSet) acknowledged.clone();
+        BitSet got = seen.get(deviceId);
+        if (got != null) {
+            lost.andNot(got);
+        }
+        return lost.cardinality();
+    }
+
     synchronized long delivered() {
         return delivered;
     }

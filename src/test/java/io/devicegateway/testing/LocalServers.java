@@ -52,10 +52,17 @@ public final class LocalServers implements AutoCloseable {
      *                     waiting for PUBACKs (20 is Mosquitto's default)
      */
     public static LocalServers start(String name, int mqttInflight) {
+        return startWith(name, mqttInflight, m -> {
+        });
+    }
+
+    /** Like {@link #start(String, int)}, letting the caller adjust Mosquitto before it starts. */
+    public static LocalServers startWith(String name, int mqttInflight, java.util.function.Consumer<Mosquitto> tune) {
         try {
             Path dir = Files.createDirectories(Paths.get("target", "servers").toAbsolutePath())
                     .resolve(name + "-" + UUID.randomUUID().toString().substring(0, 8));
             LocalServers servers = new LocalServers(Files.createDirectories(dir), mqttInflight);
+            tune.accept(servers.mosquitto);
             try {
                 servers.kafka.start(); // slowest first, the others start while it formats
                 servers.mosquitto.start();
@@ -150,12 +157,14 @@ public final class LocalServers implements AutoCloseable {
         }
     }
 
-    /** Mosquitto, anonymous, loopback only, in-memory. */
+    /** Mosquitto, anonymous, loopback only, in-memory unless {@link Mosquitto#persistent}. */
     public static final class Mosquitto {
         public final int port = freePort();
         private final Path dir;
         private final int inflight;
         private Process process;
+        /** Keep sessions and queued messages on disk across restarts (set before start; broker-restart scenarios). */
+        public volatile boolean persistent;
 
         /** Process id while running, -1 otherwise. */
         public synchronized long pid() {
@@ -173,7 +182,9 @@ public final class LocalServers implements AutoCloseable {
                 Files.writeString(dir.resolve("mosquitto.conf"), String.join("\n",
                         "listener " + port + " 127.0.0.1",
                         "allow_anonymous true",
-                        "persistence false",
+                        persistent ? "persistence true" : "persistence false",
+                        persistent ? "persistence_location " + dir.toAbsolutePath() + "/" : "",
+                        persistent ? "autosave_interval 1" : "",
                         "log_dest stderr",
                         "log_type error",
                         "log_type warning",
@@ -372,6 +383,20 @@ public final class LocalServers implements AutoCloseable {
         } catch (IOException | RuntimeException e) {
             return 0;
         }
+    }
+
+    /** Resident set size of a process in MiB, 0 when it cannot be read. */
+    public static long rssMiB(long pid) {
+        try {
+            for (String line : Files.readAllLines(Paths.get("/proc", Long.toString(pid), "status"))) {
+                if (line.startsWith("VmRSS:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024;
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            return 0;
+        }
+        return 0;
     }
 
     static Path libsDir() {
