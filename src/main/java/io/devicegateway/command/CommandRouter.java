@@ -16,6 +16,7 @@ import io.devicegateway.contract.DeviceIds;
 import io.devicegateway.contract.DeviceTopic;
 import io.devicegateway.platform.mqtt.MqttConnection;
 import io.devicegateway.session.DeviceOnline;
+import io.devicegateway.session.SessionRecord;
 import io.devicegateway.session.SessionStore;
 import io.devicegateway.v1.CommandOutcome;
 import io.devicegateway.v1.CommandResult;
@@ -105,15 +106,9 @@ public class CommandRouter {
      */
     public Future<SendEventResponse> send(SendEventRequest request, String source) {
         String device = request.getDeviceId();
-        return sessions.get(device)
-                .recover(e -> Future.failedFuture(Status.UNAVAILABLE
-                        .withDescription("session store (Redis) unavailable: " + e.getMessage()).asRuntimeException()))
+        return knownSession(device)
                 .compose(session -> {
-                    if (session.isEmpty()) {
-                        return Future.failedFuture(Status.NOT_FOUND
-                                .withDescription("device " + device + " has never been seen").asRuntimeException());
-                    }
-                    if (session.get().online()) {
+                    if (session.online()) {
                         return deliver(request, source);
                     }
                     if (request.getTtlSeconds() == 0) {
@@ -126,13 +121,26 @@ public class CommandRouter {
                 .onFailure(e -> failed(request, source, e));
     }
 
+    /** The device's session; fails with UNAVAILABLE (Redis unreachable) or NOT_FOUND (never seen). */
+    public Future<SessionRecord> knownSession(String deviceId) {
+        return sessions.get(deviceId)
+                .recover(e -> Future.failedFuture(unavailable(e)))
+                .compose(session -> session.isPresent() ? Future.succeededFuture(session.get())
+                        : Future.failedFuture(Status.NOT_FOUND.withDescription("device " + deviceId
+                                + " has never been seen").asRuntimeException()));
+    }
+
+    static StatusRuntimeException unavailable(Throwable redisFailure) {
+        return Status.UNAVAILABLE.withDescription("session store (Redis) unavailable: " + redisFailure.getMessage())
+                .asRuntimeException();
+    }
+
     private Future<SendEventResponse> enqueue(SendEventRequest request, String source) {
         long now = System.currentTimeMillis();
         QueuedCommand command = QueuedCommand.newBuilder().setRequest(request).setQueuedAtMs(now)
                 .setExpiresAtMs(now + request.getTtlSeconds() * 1000L).setSource(source).build();
         return queue.enqueue(command)
-                .recover(e -> Future.failedFuture(Status.UNAVAILABLE
-                        .withDescription("session store (Redis) unavailable: " + e.getMessage()).asRuntimeException()))
+                .recover(e -> Future.failedFuture(unavailable(e)))
                 .compose(result -> switch (result) {
                     case 1 -> {
                         record(request, source, CommandOutcome.COMMAND_QUEUED);

@@ -58,21 +58,12 @@ public class DeviceGatewayService implements DeviceGateway {
         } catch (StatusRuntimeException e) {
             return Uni.createFrom().failure(e);
         }
-        Future<DeviceSession> session = sessions.get(device)
-                .recover(e -> Future.failedFuture(Status.UNAVAILABLE
-                        .withDescription("session store (Redis) unavailable: " + e.getMessage()).asRuntimeException()))
-                .compose(found -> {
-                    if (found.isEmpty()) {
-                        return Future.failedFuture(Status.NOT_FOUND
-                                .withDescription("device " + device + " has never been seen").asRuntimeException());
-                    }
-                    var s = found.get();
-                    return sessions.queuedCommands(device).otherwise(0).map(queued -> DeviceSession.newBuilder()
-                            .setDeviceId(device).setOnline(s.online()).setConnectedAtMs(s.connectedAtMs())
-                            .setDisconnectedAtMs(s.disconnectedAtMs()).setLastSeenMs(s.lastSeenMs())
-                            .setGatewayInstance(s.gateway()).setPresenceVersion(s.version())
-                            .setQueuedCommands(queued).build());
-                });
+        Future<DeviceSession> session = router.knownSession(device)
+                .compose(s -> sessions.queuedCommands(device).otherwise(0).map(queued -> DeviceSession.newBuilder()
+                        .setDeviceId(device).setOnline(s.online()).setConnectedAtMs(s.connectedAtMs())
+                        .setDisconnectedAtMs(s.disconnectedAtMs()).setLastSeenMs(s.lastSeenMs())
+                        .setGatewayInstance(s.gateway()).setPresenceVersion(s.version())
+                        .setQueuedCommands(queued).build()));
         return uni(session);
     }
 

@@ -45,7 +45,8 @@ public final class FaultScenarios {
         final LocalServers servers;
         final List<GatewayProcess> gateways = new ArrayList<>();
         final String runId = UUID.randomUUID().toString().substring(0, 6);
-        final Set<String> devices = new HashSet<>();
+        final Set<String> devices = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        private int batch;
         final Map<String, String> config;
         final String name;
         DeviceSimulator simulator;
@@ -76,7 +77,8 @@ public final class FaultScenarios {
 
         /** Publishes perDevice QoS 1 messages from every device at the scenario rate, in the background. */
         void publish(long perDevice, int qos) {
-            simulator = new DeviceSimulator("127.0.0.1", servers.mosquitto.port, runId, DEVICES,
+            // every batch has its own device ids, so sequence numbers never repeat
+            simulator = new DeviceSimulator("127.0.0.1", servers.mosquitto.port, runId + "b" + batch++, DEVICES,
                     "devices/%s/telemetry");
             devices.addAll(simulator.deviceIds());
             if (verifier == null) {

@@ -116,15 +116,22 @@ public class MqttConnection {
     }
 
     /**
-     * Graceful drain (SIGTERM, Knative scale-down): stop reading, let what is in flight reach Kafka and its PUBACK
-     * go out, then disconnect. Whatever is still unacknowledged at the drain timeout stays with the broker and is
-     * redelivered to this client id (or, with a shared subscription, per the broker's rules).
+     * Graceful drain (SIGTERM, Knative scale-down). With a shared group, the replica first unsubscribes its shared
+     * filters so the broker stops assigning messages to a session that is going away (Mosquitto would otherwise
+     * keep them queued for this client id until it returns), and keeps reading what was already assigned to it.
+     * Then it waits until what is in flight reached Kafka and its PUBACK went out, and disconnects. Without a shared
+     * group the subscription stays, so the broker keeps queueing for this client id while it restarts. Whatever is
+     * still unacknowledged at the drain timeout stays with the broker and is redelivered.
      */
     void stop(@Observes ShutdownEvent event) {
         MqttClient current = client;
         if (current != null && current.isConnected()) {
-            pauseInbound();
             long deadline = System.nanoTime() + config.drainTimeout().toNanos();
+            if (config.sharedGroup().isPresent()) {
+                unsubscribeShared(current, deadline);
+            } else {
+                pauseInbound();
+            }
             while (inFlight() > 0 && System.nanoTime() < deadline) {
                 java.util.concurrent.locks.LockSupport.parkNanos(10_000_000L);
             }
@@ -139,6 +146,32 @@ public class MqttConnection {
         if (current != null && current.isConnected()) {
             current.disconnect().toCompletionStage().toCompletableFuture().orTimeout(2, java.util.concurrent.TimeUnit.SECONDS)
                     .exceptionally(e -> null).join();
+        }
+    }
+
+    /** UNSUBSCRIBE the shared filters and wait for the UNSUBACK; what the broker already assigned still arrives. */
+    private void unsubscribeShared(MqttClient current, long deadline) {
+        List<String> shared = new ArrayList<>();
+        for (MqttSubscription s : subscriptions) {
+            if (s.shared()) {
+                s.filters().forEach(f -> shared.add("$share/" + config.sharedGroup().get() + "/" + f));
+            }
+        }
+        if (shared.isEmpty()) {
+            return;
+        }
+        java.util.concurrent.CompletableFuture<Void> unsubscribed = new java.util.concurrent.CompletableFuture<>();
+        context.runOnContext(v -> {
+            current.unsubscribeCompletionHandler(id -> unsubscribed.complete(null));
+            current.unsubscribe(shared).onFailure(unsubscribed::completeExceptionally);
+        });
+        long wait = Math.max(1, (deadline - System.nanoTime()) / 1_000_000);
+        unsubscribed.orTimeout(Math.min(wait, 5_000), java.util.concurrent.TimeUnit.MILLISECONDS)
+                .exceptionally(e -> null).join();
+        // messages the broker assigned before the UNSUBACK are on their way: give them a moment to arrive
+        long quietUntil = System.nanoTime() + 300_000_000L;
+        while (System.nanoTime() < Math.min(quietUntil, deadline)) {
+            java.util.concurrent.locks.LockSupport.parkNanos(10_000_000L);
         }
     }
 
