@@ -3,8 +3,10 @@ MVN ?= ./mvnw -B
 KAFKA_LIBS := .cache/kafka-libs
 CP_FILE := target/test-classpath.txt
 TOOL_CP = target/test-classes:target/classes:$$(cat $(CP_FILE))
+# JDK 25 for the AOT cache (Project Leyden); the default build and `make test` stay on the default java (17)
+JAVA25_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
 
-.PHONY: deps build test tools run bench faults native clean
+.PHONY: deps build test tools run bench faults native clean package-aot startup
 
 # Kafka broker jars for the local servers (tests, run, bench); mosquitto and redis-server come from apt.
 deps: $(KAFKA_LIBS)/.done
@@ -33,6 +35,23 @@ run: tools
 # The benchmark: standard scenarios against local servers; prints JSON lines and a table.
 bench: tools
 	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(BENCH_OPTS) io.devicegateway.bench.Bench
+
+# JDK 25 AOT cache: target/quarkus-app/ in the aot-jar layout plus app.aot, trained by IngestIT and CommandIT
+# (pom profile `aot`). Run it with the same JDK: java -XX:AOTCache=app.aot -jar quarkus-run.jar (see native-build/STARTUP.md).
+package-aot: deps
+	JAVA_HOME=$(JAVA25_HOME) $(MVN) verify -Daot
+
+# Startup benchmark: plain JVM vs AOT cache, both on JDK 25, same jar (plus, for reference, the default fast-jar
+# packaging in target/fastjar/). Builds what is missing: the AOT package when app.aot is absent or older than the jar,
+# the fast-jar when it is older than app.aot. STARTUP_OPTS="-Dstartup.runs=10" for more runs.
+startup: deps $(CP_FILE)
+	@test target/quarkus-app/app.aot -nt target/quarkus-app/quarkus-run.jar || $(MAKE) package-aot
+	@test target/fastjar/quarkus-run.jar -nt target/quarkus-app/app.aot || \
+		$(MVN) -q package -DskipTests -Dquarkus.package.output-directory=$(CURDIR)/target/fastjar
+	$(MVN) -q test-compile
+	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" \
+		-Dstartup.java=$(JAVA25_HOME)/bin/java -Dstartup.fastjar=target/fastjar/quarkus-run.jar $(STARTUP_OPTS) \
+		io.devicegateway.bench.StartupBench
 
 # Native executable: needs GraalVM/Mandrel (or a container runtime with -Dquarkus.native.container-build=true).
 native:

@@ -20,6 +20,9 @@ import java.util.concurrent.TimeUnit;
  */
 public final class GatewayProcess implements AutoCloseable {
 
+    /** The jar {@link #start(Map, List, Path)} runs. */
+    public static final Path DEFAULT_JAR = Paths.get("target", "quarkus-app", "quarkus-run.jar");
+
     public final int httpPort;
     private final Process process;
     private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
@@ -34,13 +37,21 @@ public final class GatewayProcess implements AutoCloseable {
      * to {@code logFile}, or to this process's console when it is null.
      */
     public static GatewayProcess start(Map<String, String> config, List<String> jvmOptions, Path logFile) {
-        Path jar = Paths.get("target", "quarkus-app", "quarkus-run.jar");
+        return start(LocalServers.java(), DEFAULT_JAR, config, jvmOptions, logFile);
+    }
+
+    /**
+     * As {@link #start(Map, List, Path)}, with the {@code java} binary to run it (e.g. a JDK 25 for the AOT cache,
+     * which only works with the JDK build that created it) instead of the current JVM's, and the jar.
+     */
+    public static GatewayProcess start(String javaBinary, Path jar, Map<String, String> config,
+            List<String> jvmOptions, Path logFile) {
         if (!Files.exists(jar)) {
-            throw new IllegalStateException("Build the gateway first: mvn package -DskipTests");
+            throw new IllegalStateException("Build the gateway first: mvn package -DskipTests (no " + jar + ")");
         }
         int port = config.containsKey("quarkus.http.port") ? Integer.parseInt(config.get("quarkus.http.port"))
                 : LocalServers.freePort();
-        List<String> command = new ArrayList<>(List.of(LocalServers.java()));
+        List<String> command = new ArrayList<>(List.of(javaBinary));
         command.addAll(jvmOptions);
         config.forEach((k, v) -> command.add("-D" + k + "=" + v));
         command.add("-Dquarkus.http.port=" + port);

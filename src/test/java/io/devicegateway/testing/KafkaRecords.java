@@ -43,6 +43,14 @@ public final class KafkaRecords implements AutoCloseable {
         return matching(filter);
     }
 
+    /** One poll of at most {@code timeout}: the records it returned (they are also kept with those seen so far). */
+    public List<ConsumerRecord<String, byte[]>> poll(Duration timeout) {
+        List<ConsumerRecord<String, byte[]>> polled = new ArrayList<>();
+        consumer.poll(timeout).forEach(polled::add);
+        seen.addAll(polled);
+        return polled;
+    }
+
     /** Polls once more and returns every matching record seen so far. */
     public List<ConsumerRecord<String, byte[]>> drain(Predicate<ConsumerRecord<String, byte[]>> filter) {
         consumer.poll(Duration.ofMillis(500)).forEach(seen::add);
