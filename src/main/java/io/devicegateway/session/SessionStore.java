@@ -67,7 +67,7 @@ public class SessionStore {
     private final Map<String, PresenceUpdate> pendingPresence = new ConcurrentHashMap<>();
     private final Map<String, Long> pendingSeen = new ConcurrentHashMap<>();
     private Context context;
-    private boolean flushing;
+    private volatile boolean flushing;
     private boolean flushAgain;
     private boolean retryScheduled;
     private volatile boolean available = true;
@@ -91,6 +91,21 @@ public class SessionStore {
         vertx.setPeriodic(config.lastSeenFlushInterval().toMillis(), id -> context.runOnContext(v -> flush()));
         vertx.setPeriodic(5_000, id -> redis.send(Request.cmd(Command.SCARD).arg(keys.online()))
                 .onSuccess(count -> online.set(count.toLong())));
+    }
+
+    /**
+     * On shutdown, after the MQTT drain (later priority): write what is pending while the Redis client is still
+     * open, bounded to 2 s.
+     */
+    void stop(@Observes @jakarta.annotation.Priority(3000) io.quarkus.runtime.ShutdownEvent event) {
+        if (context == null || pending() == 0) {
+            return;
+        }
+        context.runOnContext(v -> flush());
+        long deadline = System.nanoTime() + 2_000_000_000L;
+        while ((pending() > 0 || flushing) && System.nanoTime() < deadline) {
+            java.util.concurrent.locks.LockSupport.parkNanos(10_000_000L);
+        }
     }
 
     /** Records that a device was heard from; no Redis round trip here. Any thread. */
