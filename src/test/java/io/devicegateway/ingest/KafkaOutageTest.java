@@ -150,6 +150,33 @@ class KafkaOutageTest {
         }
     }
 
+    @Test
+    void deadLettersARecordKafkaRefusesForGood() throws Exception {
+        LocalServers servers = OwnServers.servers;
+        awaitReadiness(200);
+        try (org.apache.kafka.clients.admin.Admin admin = org.apache.kafka.clients.admin.Admin.create(
+                Map.of("bootstrap.servers", servers.kafka.bootstrapServers()))) {
+            var topic = new org.apache.kafka.common.config.ConfigResource(
+                    org.apache.kafka.common.config.ConfigResource.Type.TOPIC, "iot.events");
+            admin.incrementalAlterConfigs(Map.of(topic, List.of(new org.apache.kafka.clients.admin.AlterConfigOp(
+                    new org.apache.kafka.clients.admin.ConfigEntry("max.message.bytes", "2000"),
+                    org.apache.kafka.clients.admin.AlterConfigOp.OpType.SET)))).all().get();
+        }
+        String id = Devices.uniqueId("huge");
+        Mqtt3BlockingClient device = Devices.connect(servers.mosquitto.port);
+        try (KafkaRecords dlq = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.dlq")) {
+            // under the gateway's 256 KiB limit, over this topic's 2,000 bytes: only Kafka can refuse it
+            Devices.publish(device, "devices/" + id + "/events/snapshot", new byte[10_000], 1);
+            ConsumerRecord<String, byte[]> record = dlq.await(r -> id.equals(r.key()), 1, TIMEOUT).get(0);
+            assertEquals("kafka-rejected", KafkaRecords.header(record, "reason"));
+            assertEquals("10000", KafkaRecords.header(record, "payload-size"));
+            assertEquals(0, DeviceMessage.parseFrom(record.value()).getPayload().size());
+            Awaitility.await().atMost(TIMEOUT).until(() -> inFlight() == 0.0);
+        } finally {
+            device.disconnect();
+        }
+    }
+
     private static void awaitReadiness(int status) {
         Awaitility.await().atMost(TIMEOUT).pollInterval(Duration.ofMillis(250))
                 .until(() -> given().get("/q/health/ready").statusCode() == status);
