@@ -191,17 +191,23 @@ public final class FaultScenarios {
 
     /** 1. Kafka stopped (SIGTERM or SIGKILL) mid-stream for 5 s, then restarted. */
     static Row kafkaRestart(Stage s, boolean kill) throws Exception {
+        return outage(s, () -> s.servers.kafka.stop(kill), s.servers.kafka::start,
+                kill ? "Kafka SIGKILL, down 5 s" : "Kafka SIGTERM, down 5 s");
+    }
+
+    /** A server down for 5 s, 3 s into a 12 s stream; recovery counted from its restart. */
+    private static Row outage(Stage s, Runnable stop, Runnable start, String note) throws Exception {
         s.startGateways(1);
         s.publish(rate * 12L / DEVICES, 1);
         LocalServers.pause(3_000);
-        s.servers.kafka.stop(kill);
+        stop.run();
         LocalServers.pause(5_000);
-        s.servers.kafka.start();
+        start.run();
         long restored = System.nanoTime();
         long sentThen = s.acknowledged();
         double recovery = s.recoverySince(restored, sentThen);
         s.awaitPublished();
-        return s.row(recovery, kill ? "Kafka SIGKILL, down 5 s" : "Kafka SIGTERM, down 5 s");
+        return s.row(recovery, note);
     }
 
     /** 2. One of two gateways killed with SIGKILL mid-stream, restarted 3 s later with the same client id. */
@@ -279,17 +285,7 @@ public final class FaultScenarios {
 
     /** 5. Redis down for 5 s: ingest must not notice. */
     static Row redisDown(Stage s) throws Exception {
-        s.startGateways(1);
-        s.publish(rate * 10L / DEVICES, 1);
-        LocalServers.pause(3_000);
-        s.servers.redis.stop();
-        LocalServers.pause(5_000);
-        s.servers.redis.start();
-        long restored = System.nanoTime();
-        long sentThen = s.acknowledged();
-        double recovery = s.recoverySince(restored, sentThen);
-        s.awaitPublished();
-        return s.row(recovery, "Redis down 5 s; ingest unaffected");
+        return outage(s, s.servers.redis::stop, s.servers.redis::start, "Redis down 5 s; ingest unaffected");
     }
 
     /**
