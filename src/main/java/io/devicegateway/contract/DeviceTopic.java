@@ -63,12 +63,6 @@ public record DeviceTopic(String deviceId, TopicKind kind, String subtopic) {
         return new Parsed(new DeviceTopic(levels[1], kind, subtopic.toString()), null);
     }
 
-    /** The topic a device publishes to for the given kind and optional subtopic. */
-    public static String of(String deviceId, TopicKind kind, String subtopic) {
-        String base = ROOT + "/" + deviceId + "/" + kind.level();
-        return subtopic == null || subtopic.isEmpty() ? base : base + "/" + subtopic;
-    }
-
     private static Parsed reject(RejectReason reason) {
         return new Parsed(null, reason);
     }

@@ -14,7 +14,6 @@ final class Tally {
     private long delivered;
     private long duplicates;
     private long outOfOrder;
-    private long firstNanos;
     private long lastNanos;
 
     synchronized void record(String deviceId, ByteBuffer payload) {
@@ -34,9 +33,6 @@ final class Tally {
             }
         }
         lastSeq.put(deviceId, Math.max(seq, last == null ? -1 : last));
-        if (delivered == 0) {
-            firstNanos = now;
-        }
         lastNanos = now;
         delivered++;
         latency.add(now - Payloads.sentNanos(payload));
@@ -68,7 +64,4 @@ final class Tally {
         return lastNanos;
     }
 
-    synchronized long firstNanos() {
-        return firstNanos;
-    }
 }

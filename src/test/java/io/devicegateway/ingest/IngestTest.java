@@ -23,6 +23,7 @@ import com.hivemq.client.mqtt.mqtt3.Mqtt3BlockingClient;
 import io.devicegateway.testing.Devices;
 import io.devicegateway.testing.KafkaRecords;
 import io.devicegateway.testing.LocalServers;
+import io.devicegateway.testing.PrometheusText;
 import io.devicegateway.testing.SharedServers;
 import io.devicegateway.v1.DeviceMessage;
 import io.devicegateway.v1.MessageKind;
@@ -226,13 +227,8 @@ class IngestTest {
     }
 
     private static double deadLetterCount(String reason) {
-        String metrics = given().get("/q/metrics").asString();
-        for (String line : metrics.split("\n")) {
-            if (line.startsWith("gateway_ingest_dead_letters_total{reason=\"" + reason + "\"}")) {
-                return Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
-            }
-        }
-        return 0;
+        return PrometheusText.sample(given().get("/q/metrics").asString(),
+                "gateway_ingest_dead_letters_total{reason=\"" + reason + "\"}");
     }
 
     private static ConsumerRecord<String, byte[]> publishAndAwaitDeadLetter(String topic, byte[] payload)

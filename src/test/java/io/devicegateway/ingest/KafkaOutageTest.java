@@ -23,6 +23,7 @@ import io.devicegateway.testing.Devices;
 import io.devicegateway.testing.KafkaRecords;
 import io.devicegateway.testing.LocalServers;
 import io.devicegateway.testing.MqttWireTap;
+import io.devicegateway.testing.PrometheusText;
 import io.devicegateway.v1.DeviceMessage;
 import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
 import io.quarkus.test.junit.QuarkusTest;
@@ -187,11 +188,6 @@ class KafkaOutageTest {
     }
 
     private static double metric(String series) {
-        for (String line : given().get("/q/metrics").asString().split("\n")) {
-            if (line.startsWith(series + " ")) {
-                return Double.parseDouble(line.substring(series.length() + 1));
-            }
-        }
-        return -1;
+        return PrometheusText.sample(given().get("/q/metrics").asString(), series);
     }
 }

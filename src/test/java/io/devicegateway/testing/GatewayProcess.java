@@ -112,12 +112,7 @@ public final class GatewayProcess implements AutoCloseable {
 
     /** A metric sample by its exact name-and-labels prefix, e.g. {@code gateway_ingest_in_flight}; NaN if absent. */
     public double metric(String series) {
-        for (String line : metrics().split("\n")) {
-            if (line.startsWith(series + " ")) {
-                return Double.parseDouble(line.substring(series.length() + 1).trim());
-            }
-        }
-        return Double.NaN;
+        return PrometheusText.sample(metrics(), series);
     }
 
     /** Cumulative histogram buckets of a Prometheus histogram: upper bound in seconds to count. */

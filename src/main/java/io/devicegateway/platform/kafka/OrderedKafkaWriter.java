@@ -65,11 +65,6 @@ public final class OrderedKafkaWriter implements AutoCloseable {
         }
     }
 
-    /** Records handed in and not yet passed to the producer. */
-    public int queued() {
-        return queue.size();
-    }
-
     private void run() {
         while (true) {
             Pending next = queue.poll();
