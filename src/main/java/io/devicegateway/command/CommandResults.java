@@ -59,7 +59,7 @@ public class CommandResults {
 
     public void record(CommandResult.Builder result) {
         CommandResult record = result.setAtMs(System.currentTimeMillis())
-                .setGatewayInstance(connection.clientId()).build();
+                .setGatewayInstance(connection.instanceId()).build();
         Counter counter = outcomes.get(record.getOutcome());
         if (counter != null) {
             counter.increment();

@@ -15,6 +15,7 @@ import com.google.protobuf.ByteString;
 import io.devicegateway.contract.DeviceIds;
 import io.devicegateway.contract.DeviceTopic;
 import io.devicegateway.platform.mqtt.MqttConnection;
+import io.devicegateway.platform.mqtt.PublishOptions;
 import io.devicegateway.session.DeviceOnline;
 import io.devicegateway.session.SessionRecord;
 import io.devicegateway.session.SessionStore;
@@ -188,10 +189,26 @@ public class CommandRouter {
         });
     }
 
+    /** The topic an MQTT 5 device is told to answer on (the same one the 3.1.1 convention uses). */
+    public static String responseTopic(String deviceId, String correlationId) {
+        return DeviceTopic.ROOT + "/" + deviceId + "/responses/" + correlationId;
+    }
+
     private Future<Void> publish(SendEventRequest request) {
+        return publish(request, request.getTtlSeconds());
+    }
+
+    /**
+     * Publishes a command. MQTT 5 devices also get a Response Topic and Correlation Data to answer with, and the
+     * remaining TTL as Message Expiry Interval, so the broker drops a command that went stale in its queue.
+     */
+    private Future<Void> publish(SendEventRequest request, long expirySeconds) {
         int qos = request.hasQos() ? request.getQos() : 1;
+        PublishOptions options = new PublishOptions(Math.max(0, expirySeconds),
+                responseTopic(request.getDeviceId(), request.getCorrelationId()), request.getCorrelationId(),
+                request.getContentType());
         return mqtt.publish(commandTopic(request.getDeviceId(), request.getName(), request.getCorrelationId()),
-                Buffer.buffer(request.getPayload().toByteArray()), qos, false);
+                Buffer.buffer(request.getPayload().toByteArray()), qos, false, options);
     }
 
     /** A device came online: deliver its queue in order; what expired meanwhile is reported as expired. */
@@ -210,7 +227,8 @@ public class CommandRouter {
             deliverQueued(deviceId, commands, index + 1);
             return;
         }
-        publish(command.getRequest()).onSuccess(v -> {
+        long remaining = Math.max(1, (command.getExpiresAtMs() - System.currentTimeMillis() + 999) / 1000);
+        publish(command.getRequest(), remaining).onSuccess(v -> {
             record(command.getRequest(), command.getSource(), CommandOutcome.COMMAND_DELIVERED);
             deliverQueued(deviceId, commands, index + 1);
         }).onFailure(e -> {

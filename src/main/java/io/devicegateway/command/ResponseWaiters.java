@@ -94,22 +94,30 @@ public class ResponseWaiters implements MqttSubscription {
         }
         String[] levels = parsed.topic().subtopic().split("/");
         int status = 200;
-        if (levels.length == 2) {
+        // MQTT 5: a "status" user property may carry it instead of a topic level
+        String statusText = levels.length == 2 ? levels[1] : message.userProperty("status");
+        if (statusText != null) {
             try {
-                status = Integer.parseInt(levels[1]);
+                status = Integer.parseInt(statusText);
             } catch (NumberFormatException e) {
                 ingest.reject(message, RejectReason.INVALID_RESPONSE);
                 return;
             }
         }
+        // MQTT 5: the Correlation Data the command carried; it must agree with the topic's correlation id
+        String correlation = message.correlationText();
+        if (correlation != null && !correlation.equals(levels[0])) {
+            ingest.reject(message, RejectReason.INVALID_RESPONSE);
+            return;
+        }
         DeviceResponse response = new DeviceResponse(parsed.topic().deviceId(), levels[0], status,
-                message.payload().copy());
+                message.payload());
         Promise<DeviceResponse> waiter = waiting.remove(response.correlationId());
         if (waiter != null) {
             waiter.tryComplete(response);
         }
         // exactly one replica records the response; without Redis, the replica that was waiting does
-        redis.send(Request.cmd(Command.SET).arg(keys.responded(response.correlationId())).arg(connection.clientId())
+        redis.send(Request.cmd(Command.SET).arg(keys.responded(response.correlationId())).arg(connection.instanceId())
                 .arg("NX").arg("PX").arg(config.responseClaimTtl().toMillis()))
                 .onComplete(claim -> {
                     boolean mine = claim.succeeded() ? claim.result() != null : waiter != null;

@@ -13,6 +13,15 @@ public final class Envelopes {
     public static final String HEADER_KIND = "kind";
     public static final String HEADER_REASON = "reason";
     public static final String HEADER_PAYLOAD_SIZE = "payload-size";
+    /** MQTT 5 Content Type of the device's message (also in the envelope's content_type). */
+    public static final String HEADER_CONTENT_TYPE = "content-type";
+    /** {@code utf-8} when the device set the MQTT 5 Payload Format Indicator (also the envelope's payload_utf8). */
+    public static final String HEADER_PAYLOAD_FORMAT = "payload-format";
+    /**
+     * A device's MQTT 5 user property {@code NAME} becomes the header {@code mqtt-user-NAME} (value UTF-8, order and
+     * repeats kept). The prefix keeps them apart from every header the gateway sets itself.
+     */
+    public static final String USER_PROPERTY_HEADER_PREFIX = "mqtt-user-";
 
     private Envelopes() {
     }

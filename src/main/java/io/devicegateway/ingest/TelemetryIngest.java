@@ -77,7 +77,7 @@ public class TelemetryIngest implements MqttSubscription {
                 && parsed.topic().kind() != TopicKind.EVENTS) {
             rejection = RejectReason.TOPIC_NOT_IN_GRAMMAR; // e.g. a status topic caught by a too-wide filter
         }
-        int size = message.payload().length();
+        int size = message.payloadBytes().length;
         if (rejection == null && size == 0) {
             rejection = RejectReason.EMPTY_PAYLOAD;
         }
@@ -91,11 +91,12 @@ public class TelemetryIngest implements MqttSubscription {
         DeviceTopic topic = parsed.topic();
         sessions.seen(topic.deviceId(), message.receivedAtMillis());
         MessageKind kind = Envelopes.kindOf(topic.kind());
-        byte[] value = envelope(message, topic.deviceId(), kind, topic.subtopic())
-                .setPayload(UnsafeByteOperations.unsafeWrap(message.payload().getBytes()))
-                .build().toByteArray();
+        DeviceMessage.Builder envelope = envelope(message, topic.deviceId(), kind, topic.subtopic())
+                .setPayload(UnsafeByteOperations.unsafeWrap(message.payloadBytes()));
         RecordHeaders headers = headers(topic.deviceId(), message.topic());
         headers.add(Envelopes.HEADER_KIND, topic.kind().level().getBytes(StandardCharsets.UTF_8));
+        Mqtt5Properties.apply(message, envelope, headers);
+        byte[] value = envelope.build().toByteArray();
         String kafkaTopic = kind == MessageKind.TELEMETRY ? topics.telemetry() : topics.events();
         send(new Record(message, kafkaTopic, topic.deviceId(), value, headers, kind, null));
     }
@@ -118,12 +119,12 @@ public class TelemetryIngest implements MqttSubscription {
                 parsed.ok() ? Envelopes.kindOf(parsed.topic().kind()) : MessageKind.MESSAGE_KIND_UNSPECIFIED,
                 parsed.ok() ? parsed.topic().subtopic() : "");
         if (reason != RejectReason.PAYLOAD_TOO_LARGE) {
-            envelope.setPayload(UnsafeByteOperations.unsafeWrap(message.payload().getBytes()));
+            envelope.setPayload(UnsafeByteOperations.unsafeWrap(message.payloadBytes()));
         }
         RecordHeaders headers = headers(deviceId, message.topic());
         headers.add(Envelopes.HEADER_REASON, reason.code().getBytes(StandardCharsets.UTF_8));
         headers.add(Envelopes.HEADER_PAYLOAD_SIZE,
-                Integer.toString(message.payload().length()).getBytes(StandardCharsets.UTF_8));
+                Integer.toString(message.payloadBytes().length).getBytes(StandardCharsets.UTF_8));
         // keyed by device when the id is valid, else by topic, so one source's rejects stay in order
         String key = deviceId.isEmpty() ? message.topic() : deviceId;
         send(new Record(message, topics.dlq(), key, envelope.build().toByteArray(), headers, null, reason));
@@ -131,7 +132,7 @@ public class TelemetryIngest implements MqttSubscription {
 
     private DeviceMessage.Builder envelope(InboundMessage message, String deviceId, MessageKind kind, String stream) {
         return Envelopes.envelope(deviceId, kind, stream, message.topic(), message.receivedAtMillis(),
-                connection.clientId(), message.qos(), message.duplicate());
+                connection.instanceId(), message.qos(), message.duplicate());
     }
 
     private static RecordHeaders headers(String deviceId, String mqttTopic) {
@@ -165,7 +166,12 @@ public class TelemetryIngest implements MqttSubscription {
         } else {
             metrics.ingested(record.kind(), record.source().receivedAtNanos());
         }
-        if (metrics.inFlight.decrementAndGet() == config.maxInFlight() / 2) {
+        released();
+    }
+
+    /** Reading resumes whenever in-flight work is at or below half the bound (not only when it hits one value). */
+    private void released() {
+        if (metrics.inFlight.decrementAndGet() <= config.maxInFlight() / 2 && connection.inboundIsPaused()) {
             connection.resumeInbound();
         }
     }
@@ -180,7 +186,7 @@ public class TelemetryIngest implements MqttSubscription {
             RecordHeaders headers = new RecordHeaders(record.headers().toArray());
             headers.add(Envelopes.HEADER_REASON, RejectReason.KAFKA_REJECTED.code().getBytes(StandardCharsets.UTF_8));
             headers.add(Envelopes.HEADER_PAYLOAD_SIZE,
-                    Integer.toString(record.source().payload().length()).getBytes(StandardCharsets.UTF_8));
+                    Integer.toString(record.source().payloadBytes().length).getBytes(StandardCharsets.UTF_8));
             byte[] withoutPayload;
             try {
                 withoutPayload = DeviceMessage.parseFrom(record.value()).toBuilder().clearPayload().build().toByteArray();
@@ -192,7 +198,7 @@ public class TelemetryIngest implements MqttSubscription {
         } else {
             LOG.errorf("Kafka rejected a dead letter for %s (%s); the broker keeps the message", record.key(),
                     error.toString());
-            metrics.inFlight.decrementAndGet();
+            released();
         }
     }
 

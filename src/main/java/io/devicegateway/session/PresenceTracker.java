@@ -75,7 +75,7 @@ public class PresenceTracker implements MqttSubscription {
         }
         String deviceId = parsed.topic().deviceId();
         PresenceUpdate update = new PresenceUpdate(deviceId, status.equals("online"), clock.next(),
-                message.receivedAtMillis(), connection.clientId(), message.retained());
+                message.receivedAtMillis(), connection.instanceId(), message.retained());
         Presence record = Presence.newBuilder().setDeviceId(deviceId).setOnline(update.online())
                 .setVersion(update.version()).setAtMs(update.atMillis()).setGatewayInstance(update.gateway())
                 .setFromRetained(update.retained()).build();

@@ -67,13 +67,14 @@ class IngestTest {
         }
         List<ConsumerRecord<String, byte[]>> records = telemetry.await(r -> ids.contains(r.key()), 3, TIMEOUT);
         assertEquals(3, records.size());
+        String instance = given().get("/q/health/ready").path("checks.find { it.name == 'mqtt' }.data.instance");
         for (ConsumerRecord<String, byte[]> record : records) {
             DeviceMessage message = DeviceMessage.parseFrom(record.value());
             assertEquals(record.key(), message.getDeviceId());
             assertEquals(MessageKind.TELEMETRY, message.getKind());
             assertEquals("gps", message.getStream());
             assertEquals(1, message.getQos());
-            assertEquals("dgw-test-shared", message.getGatewayInstance());
+            assertEquals(instance, message.getGatewayInstance());
             assertEquals("devices/" + record.key() + "/telemetry/gps", message.getMqttTopic());
             assertTrue(message.getReceivedAtMs() > 0 && message.getReceivedAtMs() <= System.currentTimeMillis());
             assertArrayEquals(("pos-" + record.key()).getBytes(StandardCharsets.UTF_8), message.getPayload().toByteArray());

@@ -53,7 +53,7 @@ class KafkaOutageTest {
 
         @Override
         public Map<String, String> start() {
-            servers = LocalServers.start("kafka-outage");
+            servers = LocalServers.startWith("kafka-outage", 0, m -> m.maxQueuedMessages = 1_000_000);
             try {
                 tap = new MqttWireTap(servers.mosquitto.port);
             } catch (IOException e) {

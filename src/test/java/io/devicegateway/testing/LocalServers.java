@@ -42,14 +42,14 @@ public final class LocalServers implements AutoCloseable {
         this.kafka = new Kafka(workDir.resolve("kafka"));
     }
 
-    /** Starts all three servers; stops them again if any fails to come up. */
+    /** Starts all three servers, Mosquitto with its default settings; stops them again if any fails to come up. */
     public static LocalServers start(String name) {
-        return start(name, 20);
+        return start(name, 0);
     }
 
     /**
-     * @param mqttInflight Mosquitto's {@code max_inflight_messages}: QoS 1 messages it sends a client before
-     *                     waiting for PUBACKs (20 is Mosquitto's default)
+     * @param mqttInflight Mosquitto's {@code max_inflight_messages} (QoS 1 messages it sends a 3.1.1 client before
+     *                     waiting for PUBACKs), or 0 for Mosquitto's default (20)
      */
     public static LocalServers start(String name, int mqttInflight) {
         return startWith(name, mqttInflight, m -> {
@@ -165,6 +165,13 @@ public final class LocalServers implements AutoCloseable {
         private Process process;
         /** Keep sessions and queued messages on disk across restarts (set before start; broker-restart scenarios). */
         public volatile boolean persistent;
+        /**
+         * Mosquitto's {@code max_queued_messages} per session, or 0 for its default (1000). Only tests about long
+         * outages raise it: with the default, a session holds at most 1000 messages beyond its in-flight window.
+         */
+        public volatile int maxQueuedMessages;
+        /** Extra mosquitto.conf lines (TLS listeners, plugins), set before start. */
+        public final List<String> extraConfig = new ArrayList<>();
 
         /** Process id while running, -1 otherwise. */
         public synchronized long pid() {
@@ -188,10 +195,10 @@ public final class LocalServers implements AutoCloseable {
                         "log_dest stderr",
                         "log_type error",
                         "log_type warning",
-                        // the broker holds a paused or absent gateway's backlog instead of dropping it
-                        "max_queued_messages 1000000",
-                        "max_queued_bytes 0",
-                        "max_inflight_messages " + inflight,
+                        // defaults unless a test is about a setting
+                        maxQueuedMessages > 0 ? "max_queued_messages " + maxQueuedMessages : "",
+                        inflight > 0 ? "max_inflight_messages " + inflight : "",
+                        String.join("\n", extraConfig),
                         "") );
             } catch (IOException e) {
                 throw new UncheckedIOException(e);

@@ -20,17 +20,53 @@ public interface MqttConfig {
 
     Optional<String> password();
 
+    /** {@code 5} (default) or {@code 3.1.1} for brokers without MQTT 5 (per-device order then depends on the broker). */
+    @WithDefault("5")
+    String protocolVersion();
+
     /**
-     * Client id of this instance. Must be unique per replica and stable across its restarts so the broker
-     * keeps its persistent session. Default: {@code dgw-<hostname>-<http port>}.
+     * A fixed client id for this instance (a StatefulSet ordinal, a single instance). When absent (the default) the
+     * instance leases a client id from Redis (see {@link #clientIdPrefix()}), so a pod replaced under a new name
+     * takes over, and any replica adopts, the broker session of a pod that is gone.
      */
     Optional<String> clientId();
+
+    /** Leased client ids are {@code <prefix>-<n>}. Default: {@code dgw-<shared group>} (or {@code dgw-gateway}). */
+    Optional<String> clientIdPrefix();
+
+    /** How long a leased client id stays reserved after its holder stops renewing it (renewed every third of it). */
+    @WithDefault("15s")
+    Duration leaseTtl();
+
+    /** How often each replica looks for broker sessions whose holder is gone, and drains them. */
+    @WithDefault("10s")
+    Duration adoptionInterval();
+
+    /** The most leased client ids (replicas, plus sessions waiting to be adopted). */
+    @WithDefault("256")
+    int maxLeasedClientIds();
 
     /** When set, subscriptions go through {@code $share/<group>/<filter>} so replicas split the load. */
     Optional<String> sharedGroup();
 
     @WithDefault("30")
     int keepAliveSeconds();
+
+    /**
+     * MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may send the gateway. This is the
+     * gateway's inbound flow control (the broker holds the rest, in order). Keep it at or below
+     * {@code gateway.ingest.max-in-flight} (2000), so QoS 1 traffic never needs reads stopped. At most 65535.
+     */
+    @WithDefault("1000")
+    int receiveMaximum();
+
+    /**
+     * MQTT 5 Session Expiry Interval: how long the broker keeps the gateway's session (and queues messages for it)
+     * while no connection holds it. Replicas adopt orphaned sessions long before this; it bounds what a broker
+     * keeps for a fleet of gateways that is entirely gone.
+     */
+    @WithDefault("1d")
+    Duration sessionExpiry();
 
     /** First reconnect delay; doubles per failed attempt up to {@link #reconnectMaxDelay()}. */
     @WithDefault("200ms")
@@ -39,12 +75,23 @@ public interface MqttConfig {
     @WithDefault("10s")
     Duration reconnectMaxDelay();
 
-    /** Maximum outstanding outbound QoS 1/2 publishes (commands to devices). */
+    /** TCP connect plus CONNACK. */
+    @WithDefault("10s")
+    Duration connectTimeout();
+
+    /** Maximum outstanding outbound QoS 1/2 publishes (commands to devices); the broker's Receive Maximum caps it. */
     @WithDefault("1000")
     int maxOutboundInFlight();
 
+    /** TLS with the JVM's default trust store. Prefer {@link #tlsConfigurationName()}. */
     @WithDefault("false")
     boolean ssl();
+
+    /**
+     * Name of a Quarkus TLS registry configuration ({@code quarkus.tls.<name>.*}: trust store, client certificate
+     * for mTLS, hostname verification). Turns TLS on.
+     */
+    Optional<String> tlsConfigurationName();
 
     /** On shutdown, how long to wait for in-flight messages to be written and acknowledged before disconnecting. */
     @WithDefault("20s")

@@ -1,20 +1,24 @@
 package io.devicegateway.platform.mqtt;
 
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
 import java.net.InetAddress;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
 import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
 
 import jakarta.annotation.Priority;
+import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
 import jakarta.enterprise.inject.Instance;
-import jakarta.enterprise.context.ApplicationScoped;
 
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
@@ -24,60 +28,85 @@ import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
-import io.quarkus.runtime.annotations.RegisterForReflection;
+import io.quarkus.tls.TlsConfiguration;
+import io.quarkus.tls.TlsConfigurationRegistry;
 import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
-import io.vertx.core.net.impl.NetSocketInternal;
-import io.vertx.mqtt.MqttClient;
-import io.vertx.mqtt.MqttClientOptions;
-import io.vertx.mqtt.impl.MqttClientImpl;
-import io.netty.handler.codec.mqtt.MqttQoS;
+import io.vertx.core.net.NetClient;
+import io.vertx.core.net.NetClientOptions;
+import io.vertx.redis.client.Redis;
 
 /**
- * The gateway's one MQTT connection: persistent session (clean session off), manual acknowledgement,
- * reconnect with exponential backoff and jitter, resubscribe on every connect. Capabilities plug in as
- * {@link MqttSubscription} beans.
+ * The gateway's MQTT connection: MQTT 5 (or 3.1.1), persistent session, manual acknowledgement, Receive Maximum
+ * as inbound flow control, reconnect with exponential backoff and jitter, resubscribe on every connect, TLS through
+ * the Quarkus TLS registry. Capabilities plug in as {@link MqttSubscription} beans.
  *
- * <p>A new Vert.x client is created per connection attempt so an acknowledgement for a message received on an
+ * <p>Identity: unless a fixed {@code gateway.mqtt.client-id} is set, the client id is leased from Redis
+ * ({@link ClientIdLeases}), so the broker session survives the pod: a replacement pod under a new name takes the
+ * id over, and a replica adopts and drains any session whose holder is gone ({@link SessionAdopter}).
+ *
+ * <p>A new {@link MqttLink} is created per connection attempt so an acknowledgement for a message received on an
  * old connection can never be written to a new one.
  */
 @ApplicationScoped
-// MqttClientImpl#connection is read through a VarHandle to pause the socket (see pauseInbound)
-@RegisterForReflection(targets = MqttClientImpl.class, fields = true, methods = false)
 public class MqttConnection {
 
     private static final Logger LOG = Logger.getLogger(MqttConnection.class);
-    /** The largest packet MQTT allows: the broker's own limit decides; a smaller one here would wedge the stream. */
-    static final int MAX_PACKET_SIZE = 268_435_455;
-    private static final VarHandle CONNECTION = connectionHandle();
+    /** After the last message, how long a draining session must stay quiet before it counts as empty. */
+    static final long QUIET_MILLIS = 500;
 
     private final Vertx vertx;
     private final MqttConfig config;
-    private final String clientId;
+    private final String instanceId;
+    private final String fixedClientId;
     private final Instance<MqttSubscription> subscriptionBeans;
+    private final Instance<TlsConfigurationRegistry> tlsRegistry;
+    private final Instance<Redis> redis;
+    private final String redisKeyPrefix;
     private final List<MqttSubscription> subscriptions = new ArrayList<>();
     private final Map<String, MqttSubscription> filterOwners = new LinkedHashMap<>();
     private final Counter reconnects;
+    private final Counter adoptedSessions;
     private final AtomicInteger state = new AtomicInteger(); // 0 down, 1 connected, 2 connected and subscribed
     private final AtomicBoolean stopping = new AtomicBoolean();
 
-    private volatile MqttClient client;
-    /** Outbound QoS 1/2 publishes of the current connection waiting for the broker, by packet id. */
-    private final Map<Integer, Promise<Void>> outbound = new java.util.HashMap<>();
+    private volatile MqttLink link;
+    private volatile String clientId;
+    private volatile String problem = "connecting";
+    private volatile long lastInboundNanos = System.nanoTime();
+    private ClientIdLeases leases;
+    private volatile int leasedId = -1;
+    private SessionAdopter adopter;
+    private NetClient netClient;
     private Context context;
     private long backoffMillis;
     private volatile boolean inboundPaused;
 
-    MqttConnection(Vertx vertx, MqttConfig config, Instance<MqttSubscription> subscriptions, MeterRegistry registry,
-            @ConfigProperty(name = "quarkus.http.port", defaultValue = "8080") int httpPort) {
+    MqttConnection(Vertx vertx, MqttConfig config, Instance<MqttSubscription> subscriptions,
+            Instance<TlsConfigurationRegistry> tlsRegistry, Instance<Redis> redis, MeterRegistry registry,
+            @ConfigProperty(name = "quarkus.http.port", defaultValue = "8080") int httpPort,
+            @ConfigProperty(name = "gateway.sessions.key-prefix", defaultValue = "dgw:") String redisKeyPrefix) {
         this.vertx = vertx;
         this.config = config;
-        this.clientId = config.clientId().filter(id -> !id.isBlank()).orElseGet(() -> defaultClientId(httpPort));
+        this.instanceId = defaultInstanceId(httpPort);
+        this.fixedClientId = config.clientId().filter(id -> !id.isBlank()).orElse(null);
+        this.clientId = fixedClientId;
         this.subscriptionBeans = subscriptions;
+        this.tlsRegistry = tlsRegistry;
+        this.redis = redis;
+        this.redisKeyPrefix = redisKeyPrefix;
         this.backoffMillis = config.reconnectInitialDelay().toMillis();
+        if (config.receiveMaximum() < 1 || config.receiveMaximum() > 65_535) {
+            throw new IllegalArgumentException("gateway.mqtt.receive-maximum must be 1-65535, not "
+                    + config.receiveMaximum());
+        }
+        if (!config.protocolVersion().equals("5") && !config.protocolVersion().equals("3.1.1")) {
+            throw new IllegalArgumentException("gateway.mqtt.protocol-version must be 5 or 3.1.1, not "
+                    + config.protocolVersion());
+        }
         Gauge.builder("gateway.mqtt.connected", state, s -> s.get() == 2 ? 1 : 0)
                 .description("1 while the MQTT connection is up and subscribed, 0 otherwise").register(registry);
         Gauge.builder("gateway.mqtt.inbound.paused", this, c -> c.inboundPaused ? 1 : 0)
@@ -85,10 +114,16 @@ public class MqttConnection {
                 .register(registry);
         this.reconnects = Counter.builder("gateway.mqtt.reconnects")
                 .description("MQTT (re)connection attempts after the first").register(registry);
+        this.adoptedSessions = Counter.builder("gateway.mqtt.sessions.adopted")
+                .description("Broker sessions of gone gateway instances that this instance took over and drained")
+                .register(registry);
     }
 
-    /** Stable per replica: the pod name, plus the HTTP port so two local instances do not collide. */
-    static String defaultClientId(int httpPort) {
+    /**
+     * This instance's name (pod name and HTTP port), for envelopes and logs. Unique among live instances; long pod
+     * names keep a hash of the full name so two never collide after shortening.
+     */
+    static String defaultInstanceId(int httpPort) {
         String host = System.getenv("HOSTNAME");
         if (host == null || host.isBlank()) {
             try {
@@ -97,8 +132,20 @@ public class MqttConnection {
                 host = "local";
             }
         }
-        String id = "dgw-" + host.replaceAll("[^A-Za-z0-9._-]", "-") + "-" + httpPort;
-        return id.length() > 64 ? id.substring(0, 64) : id;
+        String id = host.replaceAll("[^A-Za-z0-9._-]", "-") + "-" + httpPort;
+        if (id.length() > 60) {
+            id = id.substring(0, 47) + "-" + shortHash(id);
+        }
+        return id;
+    }
+
+    static String shortHash(String value) {
+        try {
+            byte[] digest = MessageDigest.getInstance("SHA-256").digest(value.getBytes(StandardCharsets.UTF_8));
+            return HexFormat.of().formatHex(digest, 0, 6);
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     void start(@Observes @Priority(Integer.MAX_VALUE) StartupEvent event) {
@@ -109,70 +156,132 @@ public class MqttConnection {
                 filterOwners.put(filter, s);
             }
         }
+        netClient = vertx.createNetClient(netClientOptions());
         context = vertx.getOrCreateContext();
-        LOG.infof("MQTT client id %s, broker %s:%d, subscriptions %s%s", clientId, config.host(), config.port(),
-                filterOwners.keySet(), config.sharedGroup().map(g -> " (shared group " + g + ")").orElse(""));
-        context.runOnContext(v -> connect());
+        if (fixedClientId == null) {
+            String idPrefix = config.clientIdPrefix().orElse("dgw-" + config.sharedGroup().orElse("gateway"));
+            leases = new ClientIdLeases(vertx, redis.get(), redisKeyPrefix, idPrefix, config.leaseTtl(),
+                    config.maxLeasedClientIds());
+            adopter = new SessionAdopter(this, leases, vertx, context, config, adoptedSessions::increment);
+            vertx.setPeriodic(Math.max(200, leases.ttlMillis() / 3), id -> context.runOnContext(v -> renewLease()));
+            vertx.setPeriodic(config.adoptionInterval().toMillis(), id -> context.runOnContext(v -> adopter.scan()));
+        }
+        LOG.infof("MQTT %s to %s:%d%s as %s, subscriptions %s%s, receive maximum %d", config.protocolVersion(),
+                config.host(), config.port(), tlsEnabled() ? " (TLS)" : "",
+                fixedClientId != null ? "client id " + fixedClientId : "a client id leased from Redis",
+                filterOwners.keySet(), config.sharedGroup().map(g -> " (shared group " + g + ")").orElse(""),
+                config.receiveMaximum());
+        context.runOnContext(v -> establish());
+    }
+
+    private boolean tlsEnabled() {
+        return config.ssl() || config.tlsConfigurationName().isPresent();
+    }
+
+    /** TCP and TLS options; a named TLS configuration that does not exist stops the start with a clear message. */
+    NetClientOptions netClientOptions() {
+        NetClientOptions options = new NetClientOptions()
+                .setConnectTimeout((int) config.connectTimeout().toMillis())
+                .setTcpNoDelay(true);
+        if (config.tlsConfigurationName().isPresent()) {
+            String name = config.tlsConfigurationName().get();
+            TlsConfiguration tls = tlsRegistry.get().get(name).orElseThrow(() -> new IllegalStateException(
+                    "gateway.mqtt.tls-configuration-name=" + name + " but no quarkus.tls." + name
+                            + ".* configuration exists"));
+            options.setSsl(true);
+            if (tls.getTrustStoreOptions() != null) {
+                options.setTrustOptions(tls.getTrustStoreOptions());
+            }
+            if (tls.isTrustAll()) {
+                options.setTrustAll(true);
+            }
+            if (tls.getKeyStoreOptions() != null) {
+                options.setKeyCertOptions(tls.getKeyStoreOptions()); // mTLS: the gateway's client certificate
+            }
+            String algorithm = tls.getHostnameVerificationAlgorithm().orElse("HTTPS");
+            options.setHostnameVerificationAlgorithm("NONE".equalsIgnoreCase(algorithm) ? "" : algorithm);
+            if (tls.getSSLOptions() != null) {
+                options.setEnabledSecureTransportProtocols(tls.getSSLOptions().getEnabledSecureTransportProtocols());
+                tls.getSSLOptions().getEnabledCipherSuites().forEach(options::addEnabledCipherSuite);
+            }
+        } else if (config.ssl()) {
+            options.setSsl(true).setHostnameVerificationAlgorithm("HTTPS"); // the JVM's trust store
+        }
+        return options;
     }
 
     /**
      * Graceful drain (SIGTERM, Knative scale-down). With a shared group, the replica first unsubscribes its shared
-     * filters so the broker stops assigning messages to a session that is going away (Mosquitto would otherwise
-     * keep them queued for this client id until it returns), and keeps reading what was already assigned to it.
-     * Then it waits until what is in flight reached Kafka and its PUBACK went out, and disconnects. Without a shared
-     * group the subscription stays, so the broker keeps queueing for this client id while it restarts. Whatever is
-     * still unacknowledged at the drain timeout stays with the broker and is redelivered.
+     * filters so the broker stops assigning messages to a session that is going away, and keeps reading what was
+     * already assigned. Then it waits until what is in flight reached Kafka and its PUBACK went out, and the session
+     * stayed quiet. A drained leased session is then discarded (nothing is left in it) and its id freed; one that
+     * could not be drained in time keeps its messages on the broker, and a live replica adopts it. Without a shared
+     * group the subscription stays, so the broker keeps queueing for the id while the instance restarts.
      */
     void stop(@Observes ShutdownEvent event) {
-        MqttClient current = client;
-        if (current != null && current.isConnected()) {
+        MqttLink current = link;
+        boolean drained = false;
+        if (current != null && current.connected()) {
             long deadline = System.nanoTime() + config.drainTimeout().toNanos();
             if (config.sharedGroup().isPresent()) {
                 unsubscribeShared(current, deadline);
             } else {
                 pauseInbound();
             }
-            while (inFlight() > 0 && System.nanoTime() < deadline) {
-                java.util.concurrent.locks.LockSupport.parkNanos(10_000_000L);
+            while ((inFlight() > 0 || current.unacked() > 0 || !quiet()) && System.nanoTime() < deadline
+                    && current.connected()) {
+                LockSupport.parkNanos(10_000_000L);
             }
-            int left = inFlight();
-            // PUBACKs are written on the event loop: one more task there runs after the queued ones
-            java.util.concurrent.CompletableFuture<Void> flushed = new java.util.concurrent.CompletableFuture<>();
-            context.runOnContext(v -> flushed.complete(null));
-            flushed.orTimeout(2, java.util.concurrent.TimeUnit.SECONDS).exceptionally(e -> null).join();
+            int left = inFlight() + current.unacked();
+            drained = left == 0 && config.sharedGroup().isPresent();
+            onContextAndWait(() -> Future.succeededFuture()); // PUBACKs queued on the event loop go out first
             LOG.infof("MQTT drain done (%d message(s) left unacknowledged for redelivery); disconnecting", left);
         }
         stopping.set(true);
-        if (current != null && current.isConnected()) {
-            current.disconnect().toCompletionStage().toCompletableFuture().orTimeout(2, java.util.concurrent.TimeUnit.SECONDS)
-                    .exceptionally(e -> null).join();
+        boolean discard = drained && leases != null;
+        if (current != null && current.connected()) {
+            onContextAndWait(() -> current.disconnect(discard));
+        }
+        if (adopter != null) {
+            onContextAndWait(adopter::stop);
+        }
+        int id = leasedId;
+        if (leases != null && id >= 0) {
+            onContextAndWait(() -> leases.release(id, instanceId, discard));
         }
     }
 
+    private boolean quiet() {
+        return System.nanoTime() - lastInboundNanos > QUIET_MILLIS * 1_000_000L;
+    }
+
     /** UNSUBSCRIBE the shared filters and wait for the UNSUBACK; what the broker already assigned still arrives. */
-    private void unsubscribeShared(MqttClient current, long deadline) {
+    private void unsubscribeShared(MqttLink current, long deadline) {
         List<String> shared = new ArrayList<>();
         for (MqttSubscription s : subscriptions) {
             if (s.shared()) {
                 s.filters().forEach(f -> shared.add("$share/" + config.sharedGroup().get() + "/" + f));
             }
         }
-        if (shared.isEmpty()) {
-            return;
-        }
-        java.util.concurrent.CompletableFuture<Void> unsubscribed = new java.util.concurrent.CompletableFuture<>();
-        context.runOnContext(v -> {
-            current.unsubscribeCompletionHandler(id -> unsubscribed.complete(null));
-            current.unsubscribe(shared).onFailure(unsubscribed::completeExceptionally);
-        });
         long wait = Math.max(1, (deadline - System.nanoTime()) / 1_000_000);
-        unsubscribed.orTimeout(Math.min(wait, 5_000), java.util.concurrent.TimeUnit.MILLISECONDS)
-                .exceptionally(e -> null).join();
-        // messages the broker assigned before the UNSUBACK are on their way: give them a moment to arrive
-        long quietUntil = System.nanoTime() + 300_000_000L;
-        while (System.nanoTime() < Math.min(quietUntil, deadline)) {
-            java.util.concurrent.locks.LockSupport.parkNanos(10_000_000L);
-        }
+        onContextAndWait(() -> current.unsubscribe(shared), Math.min(wait, 5_000));
+        lastInboundNanos = System.nanoTime(); // what was assigned before the UNSUBACK is still on its way
+    }
+
+    private void onContextAndWait(java.util.function.Supplier<Future<?>> action) {
+        onContextAndWait(action, 3_000);
+    }
+
+    private void onContextAndWait(java.util.function.Supplier<Future<?>> action, long timeoutMillis) {
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        context.runOnContext(v -> {
+            try {
+                action.get().onComplete(ar -> done.complete(null));
+            } catch (RuntimeException e) {
+                done.complete(null);
+            }
+        });
+        done.orTimeout(timeoutMillis, TimeUnit.MILLISECONDS).exceptionally(e -> null).join();
     }
 
     private int inFlight() {
@@ -183,8 +292,14 @@ public class MqttConnection {
         return sum;
     }
 
+    /** The current MQTT client id (leased or fixed); null until a lease is held. */
     public String clientId() {
         return clientId;
+    }
+
+    /** This gateway instance's name (pod name and port): what envelopes and results record as the gateway. */
+    public String instanceId() {
+        return instanceId;
     }
 
     /** Connected and every subscription granted. */
@@ -192,56 +307,133 @@ public class MqttConnection {
         return state.get() == 2;
     }
 
+    /** Why the connection is not ready (last error), or "ok". */
+    public String problem() {
+        return ready() ? "ok" : problem;
+    }
+
+    boolean stopping() {
+        return stopping.get();
+    }
+
+    int ownLeasedId() {
+        return leasedId;
+    }
+
+    /** Gets a client id (leased, unless fixed), then connects. On the context. */
+    private void establish() {
+        if (stopping.get()) {
+            return;
+        }
+        if (leases == null) {
+            connect();
+            return;
+        }
+        Future<Boolean> held = leasedId < 0 ? Future.succeededFuture(false) : leases.renew(leasedId, instanceId)
+                .recover(e -> Future.succeededFuture(true)); // Redis down: nobody can take it meanwhile either
+        held.compose(mine -> mine ? Future.succeededFuture(leasedId) : leases.acquire(instanceId))
+                .onComplete(ar -> context.runOnContext(v -> {
+                    if (ar.failed()) {
+                        problem = "no MQTT client id: Redis lease failed: " + ar.cause().getMessage();
+                        LOG.warnf("Cannot lease an MQTT client id from Redis (%s); retrying", ar.cause().getMessage());
+                        scheduleReconnect();
+                        return;
+                    }
+                    if (ar.result() != leasedId) {
+                        leasedId = ar.result();
+                        clientId = leases.clientId(leasedId);
+                        LOG.infof("Leased MQTT client id %s for instance %s", clientId, instanceId);
+                    }
+                    connect();
+                }));
+    }
+
+    private void renewLease() {
+        int id = leasedId;
+        if (leases == null || id < 0 || stopping.get()) {
+            return;
+        }
+        leases.renew(id, instanceId).onComplete(ar -> context.runOnContext(v -> {
+            if (ar.succeeded() && !ar.result() && id == leasedId && !stopping.get()) {
+                // another instance holds it now (we were cut off from Redis longer than the TTL): never share an id
+                LOG.warnf("Lost the lease on MQTT client id %s; reconnecting under a new one", clientId);
+                leasedId = -1;
+                MqttLink current = link;
+                if (current != null) {
+                    current.close("client id lease lost");
+                }
+            } else if (ar.failed()) {
+                LOG.debugf("Could not renew the MQTT client id lease: %s", ar.cause().getMessage());
+            }
+        }));
+    }
+
+    MqttLink.Settings settings(String id, boolean cleanStart) {
+        return new MqttLink.Settings(id, config.protocolVersion().equals("5"), cleanStart,
+                config.username().orElse(null), config.password().orElse(null), config.keepAliveSeconds(),
+                config.sessionExpiry().toSeconds(), config.receiveMaximum(), config.maxOutboundInFlight(),
+                config.connectTimeout().toMillis());
+    }
+
+    MqttLink newLink(String id, boolean cleanStart, MqttLink.Listener listener) {
+        return new MqttLink(vertx, context, netClient, config.host(), config.port(), settings(id, cleanStart), listener);
+    }
+
     private void connect() {
         if (stopping.get()) {
             return;
         }
-        MqttClientOptions options = new MqttClientOptions()
-                .setClientId(clientId)
-                .setCleanSession(false)
-                .setKeepAliveInterval(config.keepAliveSeconds())
-                .setMaxMessageSize(MAX_PACKET_SIZE)
-                .setMaxInflightQueue(config.maxOutboundInFlight())
-                .setAckTimeout(-1);
-        options.setAutoAck(false); // PUBACK only when the handler says the message is safe (not fluent in 4.5)
-        options.setSsl(config.ssl());
-        options.setReconnectAttempts(0);
-        config.username().ifPresent(options::setUsername);
-        config.password().ifPresent(options::setPassword);
-        MqttClient attempt = MqttClient.create(vertx, options);
-        // Handler before connect: a persistent session's backlog arrives right after CONNACK.
-        PubAckQueue[] acks = new PubAckQueue[1]; // the socket exists only once connected
-        attempt.publishHandler(publish -> {
-            if (acks[0] == null) {
-                acks[0] = new PubAckQueue(context, socket(attempt));
+        MqttLink attempt = newLink(clientId, false, new MqttLink.Listener() {
+            @Override
+            public void onPublish(InboundMessage message) {
+                dispatch(message);
             }
-            dispatch(new InboundMessage(publish, acks[0]));
-        });
-        attempt.closeHandler(v -> onClosed(attempt));
-        attempt.publishCompletionHandler(packetId -> {
-            Promise<Void> done = outbound.remove(packetId);
-            if (done != null) {
-                done.complete();
+
+            @Override
+            public void onClosed(MqttLink closed, String why) {
+                MqttConnection.this.onClosed(closed, why);
             }
         });
-        attempt.exceptionHandler(e -> LOG.debugf("MQTT connection error: %s", e.toString()));
-        client = attempt;
-        attempt.connect(config.port(), config.host()).onSuccess(connAck -> {
-            LOG.infof("MQTT connected to %s:%d (session present: %s)", config.host(), config.port(),
-                    connAck.isSessionPresent());
+        link = attempt;
+        attempt.connect().onSuccess(connAck -> {
+            LOG.infof("MQTT connected to %s:%d as %s (session present: %s, broker receive maximum %d)", config.host(),
+                    config.port(), clientId, connAck.sessionPresent(), connAck.serverReceiveMaximum());
             state.set(1);
             backoffMillis = config.reconnectInitialDelay().toMillis();
             if (inboundPaused) {
-                setAutoRead(attempt, false);
+                attempt.readsPaused(true);
             }
             subscribe(attempt);
         }).onFailure(e -> {
-            LOG.warnf("MQTT connect to %s:%d failed: %s", config.host(), config.port(), e.getMessage());
+            problem = describe(e);
+            LOG.warnf("MQTT connect to %s:%d as %s failed: %s", config.host(), config.port(), clientId, problem);
             scheduleReconnect();
         });
     }
 
-    private void subscribe(MqttClient connected) {
+    /** A connection error as an operator can act on it. */
+    private static String describe(Throwable e) {
+        Throwable root = e;
+        while (root.getCause() != null && root.getCause() != root) {
+            root = root.getCause();
+        }
+        String message = e.getMessage();
+        if (root instanceof javax.net.ssl.SSLException || root instanceof java.security.cert.CertificateException
+                || e instanceof javax.net.ssl.SSLException) {
+            return "TLS handshake with the broker failed: " + root.getMessage();
+        }
+        if (root != e && root.getMessage() != null && !root.getMessage().equals(message)) {
+            return message + " (" + root.getMessage() + ")";
+        }
+        return message != null ? message : e.toString();
+    }
+
+    /** Every filter the gateway subscribes to, in the form it subscribes (shared where configured). */
+    List<String> subscribedFilters() {
+        return new ArrayList<>(filters().keySet());
+    }
+
+    private Map<String, Integer> filters() {
         Map<String, Integer> filters = new LinkedHashMap<>();
         for (MqttSubscription s : subscriptions) {
             for (String f : s.filters()) {
@@ -249,32 +441,33 @@ public class MqttConnection {
                         ? "$share/" + config.sharedGroup().get() + "/" + f : f, 1);
             }
         }
+        return filters;
+    }
+
+    private void subscribe(MqttLink connected) {
+        Map<String, Integer> filters = filters();
         if (filters.isEmpty()) {
             state.set(2);
             return;
         }
-        connected.subscribeCompletionHandler(subAck -> {
-            if (subAck.grantedQoSLevels().stream().anyMatch(q -> q == 0x80)) {
-                LOG.errorf("MQTT broker refused a subscription %s: granted %s", filters.keySet(),
-                        subAck.grantedQoSLevels());
+        connected.subscribe(filters).onSuccess(codes -> {
+            if (codes.stream().anyMatch(code -> code >= 0x80)) {
+                problem = "the broker refused a subscription " + filters.keySet() + ": reason codes " + codes;
+                LOG.errorf("MQTT broker refused a subscription %s: reason codes %s", filters.keySet(), codes);
                 return;
             }
             state.compareAndSet(1, 2);
-        });
-        connected.subscribe(filters).onFailure(e -> LOG.warnf("MQTT subscribe failed: %s", e.getMessage()));
+        }).onFailure(e -> LOG.warnf("MQTT subscribe failed: %s", e.getMessage()));
     }
 
-    private void onClosed(MqttClient closed) {
-        if (closed != client) {
+    private void onClosed(MqttLink closed, String why) {
+        if (closed != link) {
             return;
         }
-        state.set(0);
-        // the broker may or may not have them: report failure, the caller decides (commands answer UNAVAILABLE)
-        List<Promise<Void>> unacknowledged = new ArrayList<>(outbound.values());
-        outbound.clear();
-        unacknowledged.forEach(p -> p.tryFail(new IllegalStateException("MQTT connection lost before the broker acknowledged")));
-        if (!stopping.get()) {
-            LOG.warn("MQTT connection lost; reconnecting");
+        boolean wasUp = state.getAndSet(0) > 0;
+        problem = why;
+        if (wasUp && !stopping.get()) {
+            LOG.warnf("MQTT connection lost (%s); reconnecting", why);
             scheduleReconnect();
         }
     }
@@ -286,10 +479,12 @@ public class MqttConnection {
         long delay = backoffMillis / 2 + ThreadLocalRandom.current().nextLong(backoffMillis / 2 + 1);
         backoffMillis = Math.min(backoffMillis * 2, config.reconnectMaxDelay().toMillis());
         reconnects.increment();
-        vertx.setTimer(Math.max(1, delay), id -> context.runOnContext(v -> connect()));
+        vertx.setTimer(Math.max(1, delay), id -> context.runOnContext(v -> establish()));
     }
 
-    private void dispatch(InboundMessage message) {
+    /** Hands a message to the capability whose filter it matches. On the context. */
+    void dispatch(InboundMessage message) {
+        lastInboundNanos = System.nanoTime();
         for (Map.Entry<String, MqttSubscription> e : filterOwners.entrySet()) {
             if (TopicFilters.matches(e.getKey(), message.topic())) {
                 e.getValue().onMessage(message);
@@ -302,15 +497,15 @@ public class MqttConnection {
     }
 
     /**
-     * Stops reading from the broker socket: the broker then holds further messages (QoS 1 in its session,
-     * QoS 0 per its queue limits). Used to bound in-flight work when Kafka is slow. Call on any thread; on the
-     * event loop it takes effect at once, so at most the rest of the current socket read still arrives.
+     * Stops reading from the broker: the broker then holds further messages (QoS 1 in its session, QoS 0 per its
+     * queue limits). The MQTT 5 Receive Maximum already bounds QoS 1; this bounds QoS 0 floods and 3.1.1. Any
+     * thread; on the event loop it takes effect at once.
      */
     public void pauseInbound() {
         onContext(() -> {
             if (!inboundPaused) {
                 inboundPaused = true;
-                setAutoRead(client, false);
+                applyReads();
             }
         });
     }
@@ -319,20 +514,28 @@ public class MqttConnection {
         onContext(() -> {
             if (inboundPaused) {
                 inboundPaused = false;
-                setAutoRead(client, true);
+                applyReads();
             }
         });
     }
 
-    /**
-     * Netty's autoRead, not NetSocket#pause: Vert.x hands decoded MQTT packets straight to the client, so only
-     * the channel stops the reads. What the current read already holds (at most one read buffer) still arrives.
-     */
-    private static void setAutoRead(MqttClient client, boolean autoRead) {
-        NetSocketInternal socket = socket(client);
-        if (socket != null) {
-            socket.channelHandlerContext().channel().config().setAutoRead(autoRead);
+    private void applyReads() {
+        MqttLink current = link;
+        if (current != null) {
+            current.readsPaused(inboundPaused);
         }
+        if (adopter != null) {
+            adopter.readsPaused(inboundPaused);
+        }
+    }
+
+    boolean inboundPaused() {
+        return inboundPaused;
+    }
+
+    /** Whether reads are paused at the in-flight bound (cheap; any thread). */
+    public boolean inboundIsPaused() {
+        return inboundPaused;
     }
 
     /** Inline when already on the connection's event loop: a pause must take effect before the next message. */
@@ -344,58 +547,42 @@ public class MqttConnection {
         }
     }
 
+    public Future<Void> publish(String topic, Buffer payload, int qos, boolean retain) {
+        return publish(topic, payload, qos, retain, PublishOptions.NONE);
+    }
+
     /**
      * Publishes on the current connection. Completes when the broker has acknowledged it (PUBACK for QoS 1,
-     * PUBCOMP for QoS 2; at once for QoS 0 once written); fails fast when disconnected, and fails if the
-     * connection drops before the acknowledgement. Any thread.
+     * PUBCOMP for QoS 2; at once for QoS 0 once written); fails fast when disconnected, fails if the connection
+     * drops before the acknowledgement, and fails after {@code gateway.mqtt.publish-timeout}. Any thread.
      */
-    public Future<Void> publish(String topic, Buffer payload, int qos, boolean retain) {
+    public Future<Void> publish(String topic, Buffer payload, int qos, boolean retain, PublishOptions options) {
         Promise<Void> acknowledged = Promise.promise();
+        byte[] bytes = payload.getBytes();
         onContext(() -> {
-            MqttClient current = client;
+            MqttLink current = link;
             if (current == null || !ready()) {
                 acknowledged.fail(new IllegalStateException("MQTT broker not connected"));
                 return;
             }
-            try {
-                current.publish(topic, payload, MqttQoS.valueOf(qos), false, retain).onComplete(written -> {
-                    if (written.failed()) {
-                        acknowledged.tryFail(written.cause());
-                    } else if (qos == 0) {
-                        acknowledged.tryComplete();
-                    } else {
-                        int packetId = written.result();
-                        outbound.put(packetId, acknowledged);
-                        // a broker that never acknowledges must not leave the caller waiting forever
-                        vertx.setTimer(config.publishTimeout().toMillis(), id -> {
-                            if (outbound.remove(packetId, acknowledged)) {
-                                acknowledged.tryFail(new java.util.concurrent.TimeoutException(
-                                        "no acknowledgement from the broker within " + config.publishTimeout()));
-                            }
-                        });
+            Future<Void> sent = current.publish(topic, bytes, qos, retain, options.toProperties());
+            if (qos > 0) {
+                long timer = vertx.setTimer(config.publishTimeout().toMillis(), id -> {
+                    if (acknowledged.tryFail(new java.util.concurrent.TimeoutException(
+                            "no acknowledgement from the broker within " + config.publishTimeout()))) {
+                        current.abandon(sent);
                     }
                 });
-            } catch (RuntimeException e) {
-                acknowledged.tryFail(e); // e.g. the connection closed under us
+                sent.onComplete(ar -> vertx.cancelTimer(timer));
             }
+            sent.onComplete(ar -> {
+                if (ar.succeeded()) {
+                    acknowledged.tryComplete();
+                } else {
+                    acknowledged.tryFail(ar.cause());
+                }
+            });
         });
         return acknowledged.future();
-    }
-
-    private static NetSocketInternal socket(MqttClient client) {
-        if (client == null || CONNECTION == null) {
-            return null;
-        }
-        return (NetSocketInternal) CONNECTION.getVolatile((MqttClientImpl) client);
-    }
-
-    private static VarHandle connectionHandle() {
-        try {
-            return MethodHandles.privateLookupIn(MqttClientImpl.class, MethodHandles.lookup())
-                    .findVarHandle(MqttClientImpl.class, "connection", NetSocketInternal.class);
-        } catch (ReflectiveOperationException | RuntimeException e) {
-            Logger.getLogger(MqttConnection.class).warn("Cannot reach the MQTT socket; inbound pause disabled", e);
-            return null;
-        }
     }
 }

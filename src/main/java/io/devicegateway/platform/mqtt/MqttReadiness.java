@@ -20,6 +20,7 @@ public class MqttReadiness implements HealthCheck {
     @Override
     public HealthCheckResponse call() {
         return HealthCheckResponse.named("mqtt").status(connection.ready())
-                .withData("client-id", connection.clientId()).build();
+                .withData("client-id", String.valueOf(connection.clientId()))
+                .withData("instance", connection.instanceId()).withData("state", connection.problem()).build();
     }
 }

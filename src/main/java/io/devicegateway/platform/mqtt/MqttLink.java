@@ -1,0 +1,637 @@
+package io.devicegateway.platform.mqtt;
+
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import org.jboss.logging.Logger;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.handler.codec.mqtt.MqttConnAckMessage;
+import io.netty.handler.codec.mqtt.MqttConnectReturnCode;
+import io.netty.handler.codec.mqtt.MqttDecoder;
+import io.netty.handler.codec.mqtt.MqttEncoder;
+import io.netty.handler.codec.mqtt.MqttFixedHeader;
+import io.netty.handler.codec.mqtt.MqttMessage;
+import io.netty.handler.codec.mqtt.MqttMessageBuilders;
+import io.netty.handler.codec.mqtt.MqttMessageIdVariableHeader;
+import io.netty.handler.codec.mqtt.MqttMessageType;
+import io.netty.handler.codec.mqtt.MqttProperties;
+import io.netty.handler.codec.mqtt.MqttPubReplyMessageVariableHeader;
+import io.netty.handler.codec.mqtt.MqttPublishMessage;
+import io.netty.handler.codec.mqtt.MqttQoS;
+import io.netty.handler.codec.mqtt.MqttReasonCodeAndPropertiesVariableHeader;
+import io.netty.handler.codec.mqtt.MqttSubAckMessage;
+import io.netty.handler.codec.mqtt.MqttSubscriptionOption;
+import io.netty.handler.codec.mqtt.MqttUnsubAckMessage;
+import io.netty.handler.codec.mqtt.MqttVersion;
+import io.vertx.core.Context;
+import io.vertx.core.Future;
+import io.vertx.core.Promise;
+import io.vertx.core.Vertx;
+import io.vertx.core.net.NetClient;
+import io.vertx.core.net.impl.NetSocketInternal;
+
+/**
+ * One MQTT connection (5 or 3.1.1) over a Vert.x socket with Netty's MQTT codec. Everything runs on one event-loop
+ * context; acknowledgements may be requested from any thread and are written in batches with one flush.
+ *
+ * <p>Why our own protocol handling rather than a client library: the gateway needs exactly the parts that decide
+ * its guarantees under its control: PUBACK only when asked (never on receipt), the MQTT 5 Receive Maximum as its
+ * inbound window, reads stopped at the socket for QoS 0 floods, the DUP flag, the broker's Receive Maximum for
+ * outbound commands, session expiry on DISCONNECT, and everything on the Vert.x event loop Quarkus already runs
+ * (no extra threads). Netty's codec does the encoding.
+ */
+final class MqttLink {
+
+    private static final Logger LOG = Logger.getLogger(MqttLink.class);
+    private static final MqttFixedHeader PUBACK = new MqttFixedHeader(MqttMessageType.PUBACK, false,
+            MqttQoS.AT_MOST_ONCE, false, 2);
+    private static final MqttFixedHeader PUBREC = new MqttFixedHeader(MqttMessageType.PUBREC, false,
+            MqttQoS.AT_MOST_ONCE, false, 2);
+    private static final MqttFixedHeader PUBREL = new MqttFixedHeader(MqttMessageType.PUBREL, false,
+            MqttQoS.AT_LEAST_ONCE, false, 2);
+    private static final MqttFixedHeader PUBCOMP = new MqttFixedHeader(MqttMessageType.PUBCOMP, false,
+            MqttQoS.AT_MOST_ONCE, false, 2);
+    private static final MqttMessage PINGREQ = new MqttMessage(new MqttFixedHeader(MqttMessageType.PINGREQ, false,
+            MqttQoS.AT_MOST_ONCE, false, 0));
+    /** The largest packet MQTT allows: the broker's own limit decides (a smaller one would wedge the decoder). */
+    static final int MAX_PACKET_SIZE = 268_435_455;
+
+    /** What the owner of the link is told. Called on the link's context. */
+    interface Listener {
+        void onPublish(InboundMessage message);
+
+        void onClosed(MqttLink link, String why);
+    }
+
+    /** How to connect. */
+    record Settings(String clientId, boolean mqtt5, boolean cleanStart, String username, String password,
+            int keepAliveSeconds, long sessionExpirySeconds, int receiveMaximum, int maxOutboundInFlight,
+            long connectTimeoutMillis) {
+    }
+
+    /** The broker's CONNACK. */
+    record ConnAck(boolean sessionPresent, int serverReceiveMaximum) {
+    }
+
+    /** A refused CONNECT: the reason code says why (bad credentials, not authorized, …). */
+    static final class RefusedException extends RuntimeException {
+        final int reasonCode;
+
+        RefusedException(int reasonCode, String text) {
+            super(text);
+            this.reasonCode = reasonCode;
+        }
+    }
+
+    /** An outbound PUBLISH waiting for a window slot or for the broker's acknowledgement. */
+    private static final class Outbound {
+        final String topic;
+        final byte[] payload;
+        final int qos;
+        final boolean retain;
+        final MqttProperties properties;
+        final Promise<Void> done;
+        int packetId;
+        boolean released; // QoS 2: PUBREC received, PUBREL sent
+
+        Outbound(String topic, byte[] payload, int qos, boolean retain, MqttProperties properties, Promise<Void> done) {
+            this.topic = topic;
+            this.payload = payload;
+            this.qos = qos;
+            this.retain = retain;
+            this.properties = properties;
+            this.done = done;
+        }
+    }
+
+    private final Vertx vertx;
+    private final Context context;
+    private final NetClient netClient;
+    private final Settings settings;
+    private final Listener listener;
+    private final String host;
+    private final int port;
+
+    // all of these are touched on the context only
+    private NetSocketInternal socket;
+    private ChannelHandlerContext channel;
+    private Promise<ConnAck> connecting;
+    private boolean connected;
+    private boolean closed;
+    private boolean readsPaused;
+    private long lastReadNanos;
+    private long lastWriteNanos;
+    private long keepAliveTimer = -1;
+    private int nextPacketId = 1;
+    private int outboundWindow;
+    private final Map<Integer, Outbound> outboundInFlight = new HashMap<>();
+    private final ArrayDeque<Outbound> outboundWaiting = new ArrayDeque<>();
+    private final Map<Integer, Promise<List<Integer>>> pendingSubscribes = new HashMap<>();
+    private final Map<Integer, Promise<Void>> pendingUnsubscribes = new HashMap<>();
+    /** Inbound QoS 2 packet ids whose PUBREC went out, waiting for PUBREL. */
+    private final java.util.Set<Integer> inboundQos2 = new java.util.HashSet<>();
+
+    // acknowledgements requested from any thread, written on the context in batches
+    private final java.util.concurrent.ConcurrentLinkedQueue<int[]> acks = new java.util.concurrent.ConcurrentLinkedQueue<>();
+    private final java.util.concurrent.atomic.AtomicBoolean ackScheduled = new java.util.concurrent.atomic.AtomicBoolean();
+    private final java.util.concurrent.atomic.AtomicInteger unacked = new java.util.concurrent.atomic.AtomicInteger();
+
+    MqttLink(Vertx vertx, Context context, NetClient netClient, String host, int port, Settings settings,
+            Listener listener) {
+        this.vertx = vertx;
+        this.context = context;
+        this.netClient = netClient;
+        this.host = host;
+        this.port = port;
+        this.settings = settings;
+        this.listener = listener;
+    }
+
+    String clientId() {
+        return settings.clientId();
+    }
+
+    boolean mqtt5() {
+        return settings.mqtt5();
+    }
+
+    /** Received QoS 1/2 messages not yet acknowledged on this connection. */
+    int unacked() {
+        return unacked.get();
+    }
+
+    boolean connected() {
+        return connected && !closed;
+    }
+
+    /** Opens the socket and sends CONNECT; completes with the CONNACK. Call on the context. */
+    Future<ConnAck> connect() {
+        connecting = Promise.promise();
+        Promise<ConnAck> result = connecting;
+        long timer = vertx.setTimer(settings.connectTimeoutMillis(), id -> {
+            if (!connected && !closed) {
+                fail("no CONNACK within " + settings.connectTimeoutMillis() + " ms");
+            }
+        });
+        netClient.connect(port, host).onComplete(ar -> {
+            if (ar.failed()) {
+                vertx.cancelTimer(timer);
+                closed = true;
+                result.tryFail(ar.cause());
+                return;
+            }
+            socket = (NetSocketInternal) ar.result();
+            channel = socket.channelHandlerContext();
+            channel.pipeline().addBefore("handler", "mqttEncoder", MqttEncoder.INSTANCE);
+            channel.pipeline().addBefore("handler", "mqttDecoder", new MqttDecoder(MAX_PACKET_SIZE));
+            socket.messageHandler(this::onMessage);
+            socket.exceptionHandler(e -> LOG.debugf("MQTT socket error (%s): %s", settings.clientId(), e.toString()));
+            socket.closeHandler(v -> onSocketClosed());
+            if (closed) { // disconnected while connecting
+                socket.close();
+                return;
+            }
+            lastReadNanos = System.nanoTime();
+            write(connectMessage(), true);
+        });
+        return result.future().onComplete(done -> vertx.cancelTimer(timer));
+    }
+
+    private MqttMessage connectMessage() {
+        MqttMessageBuilders.ConnectBuilder connect = MqttMessageBuilders.connect()
+                .protocolVersion(settings.mqtt5() ? MqttVersion.MQTT_5 : MqttVersion.MQTT_3_1_1)
+                .clientId(settings.clientId())
+                .cleanSession(settings.cleanStart())
+                .keepAlive(settings.keepAliveSeconds());
+        if (settings.username() != null) {
+            connect.hasUser(true).username(settings.username());
+        }
+        if (settings.password() != null) {
+            connect.hasPassword(true).password(settings.password().getBytes(StandardCharsets.UTF_8));
+        }
+        if (settings.mqtt5()) {
+            MqttProperties properties = new MqttProperties();
+            properties.add(new MqttProperties.IntegerProperty(
+                    MqttProperties.MqttPropertyType.SESSION_EXPIRY_INTERVAL.value(),
+                    (int) Math.min(settings.sessionExpirySeconds(), 0xFFFF_FFFFL)));
+            properties.add(new MqttProperties.IntegerProperty(MqttProperties.MqttPropertyType.RECEIVE_MAXIMUM.value(),
+                    settings.receiveMaximum()));
+            connect.properties(properties);
+        }
+        return connect.build();
+    }
+
+    private void onMessage(Object msg) {
+        if (!(msg instanceof MqttMessage message)) {
+            return;
+        }
+        lastReadNanos = System.nanoTime();
+        if (message.decoderResult().isFailure()) {
+            release(message);
+            fail("undecodable packet from the broker: " + message.decoderResult().cause());
+            return;
+        }
+        MqttMessageType type = message.fixedHeader().messageType();
+        switch (type) {
+            case CONNACK -> onConnAck((MqttConnAckMessage) message);
+            case PUBLISH -> onPublish((MqttPublishMessage) message);
+            case PUBACK -> completeOutbound(packetId(message), reasonCode(message));
+            case PUBREC -> onPubRec(packetId(message), reasonCode(message));
+            case PUBREL -> {
+                int id = packetId(message);
+                inboundQos2.remove(id);
+                write(new MqttMessage(PUBCOMP, MqttMessageIdVariableHeader.from(id)), true);
+            }
+            case PUBCOMP -> completeOutbound(packetId(message), reasonCode(message));
+            case SUBACK -> {
+                MqttSubAckMessage subAck = (MqttSubAckMessage) message;
+                Promise<List<Integer>> p = pendingSubscribes.remove(subAck.variableHeader().messageId());
+                if (p != null) {
+                    p.tryComplete(subAck.payload().reasonCodes());
+                }
+            }
+            case UNSUBACK -> {
+                Promise<Void> p = pendingUnsubscribes.remove(((MqttUnsubAckMessage) message).variableHeader().messageId());
+                if (p != null) {
+                    p.tryComplete();
+                }
+            }
+            case PINGRESP -> {
+            }
+            case DISCONNECT -> {
+                Object header = message.variableHeader();
+                String reason = header instanceof MqttReasonCodeAndPropertiesVariableHeader h
+                        ? "0x" + Integer.toHexString(h.reasonCode() & 0xFF) : "none";
+                fail("the broker disconnected us (reason " + reason + ")");
+            }
+            default -> LOG.debugf("Ignoring MQTT %s", type);
+        }
+    }
+
+    private void onConnAck(MqttConnAckMessage connAck) {
+        MqttConnectReturnCode code = connAck.variableHeader().connectReturnCode();
+        if (code != MqttConnectReturnCode.CONNECTION_ACCEPTED) {
+            int reason = code.byteValue() & 0xFF;
+            RefusedException refused = new RefusedException(reason, "broker refused the connection: " + code
+                    + " (0x" + Integer.toHexString(reason) + ")");
+            Promise<ConnAck> p = connecting;
+            close("refused: " + code);
+            if (p != null) {
+                p.tryFail(refused);
+            }
+            return;
+        }
+        int serverReceiveMaximum = 65_535;
+        int keepAlive = settings.keepAliveSeconds();
+        if (settings.mqtt5()) {
+            MqttProperties props = connAck.variableHeader().properties();
+            MqttProperties.MqttProperty<?> rm = props.getProperty(MqttProperties.MqttPropertyType.RECEIVE_MAXIMUM.value());
+            if (rm != null && rm.value() instanceof Integer v && v > 0) {
+                serverReceiveMaximum = v;
+            }
+            MqttProperties.MqttProperty<?> ka = props.getProperty(MqttProperties.MqttPropertyType.SERVER_KEEP_ALIVE.value());
+            if (ka != null && ka.value() instanceof Integer v) {
+                keepAlive = v;
+            }
+        }
+        outboundWindow = Math.max(1, Math.min(serverReceiveMaximum, settings.maxOutboundInFlight()));
+        connected = true;
+        startKeepAlive(keepAlive);
+        Promise<ConnAck> p = connecting;
+        connecting = null;
+        if (p != null) {
+            p.tryComplete(new ConnAck(connAck.variableHeader().isSessionPresent(), serverReceiveMaximum));
+        }
+    }
+
+    private void onPublish(MqttPublishMessage publish) {
+        ByteBuf buf = publish.payload();
+        byte[] payload = new byte[buf.readableBytes()];
+        buf.getBytes(buf.readerIndex(), payload);
+        int qos = publish.fixedHeader().qosLevel().value();
+        int packetId = publish.variableHeader().packetId();
+        String topic = publish.variableHeader().topicName();
+        MqttProperties properties = publish.variableHeader().properties();
+        boolean dup = publish.fixedHeader().isDup();
+        boolean retain = publish.fixedHeader().isRetain();
+        publish.release();
+        if (qos == 2 && inboundQos2.contains(packetId)) {
+            // a QoS 2 redelivery we already took: it must not be processed twice; the PUBREC is re-sent
+            write(new MqttMessage(PUBREC, MqttMessageIdVariableHeader.from(packetId)), true);
+            return;
+        }
+        if (qos > 0) {
+            unacked.incrementAndGet();
+        }
+        listener.onPublish(new InboundMessage(this, topic, payload, qos, packetId, dup, retain,
+                properties == null || properties.isEmpty() ? MqttProperties.NO_PROPERTIES : properties));
+    }
+
+    /** Acknowledges a received message (PUBACK, or PUBREC for QoS 2). Any thread; written in batches. */
+    void ack(int packetId, int qos) {
+        if (qos == 0) {
+            return;
+        }
+        acks.add(new int[] { packetId, qos });
+        if (ackScheduled.compareAndSet(false, true)) {
+            context.runOnContext(v -> writeAcks());
+        }
+    }
+
+    private void writeAcks() {
+        ackScheduled.set(false);
+        int[] ack;
+        int written = 0;
+        while ((ack = acks.poll()) != null) {
+            unacked.decrementAndGet();
+            if (closed || channel == null) {
+                continue; // the broker redelivers it on the next connection
+            }
+            if (ack[1] == 2) {
+                inboundQos2.add(ack[0]);
+                channel.write(new MqttMessage(PUBREC, MqttMessageIdVariableHeader.from(ack[0])));
+            } else {
+                channel.write(new MqttMessage(PUBACK, MqttMessageIdVariableHeader.from(ack[0])));
+            }
+            written++;
+        }
+        if (written > 0 && !closed) {
+            lastWriteNanos = System.nanoTime();
+            channel.flush();
+        }
+    }
+
+    /** SUBSCRIBE; completes with one reason code per filter (0-2 granted QoS, 0x80 and up refused). */
+    Future<List<Integer>> subscribe(Map<String, Integer> filters) {
+        Promise<List<Integer>> promise = Promise.promise();
+        if (!connected()) {
+            return Future.failedFuture("not connected");
+        }
+        int id = allocatePacketId();
+        MqttMessageBuilders.SubscribeBuilder subscribe = MqttMessageBuilders.subscribe().messageId(id);
+        filters.forEach((filter, qos) -> subscribe.addSubscription(filter, new MqttSubscriptionOption(
+                MqttQoS.valueOf(qos), false, false, MqttSubscriptionOption.RetainedHandlingPolicy.SEND_AT_SUBSCRIBE)));
+        pendingSubscribes.put(id, promise);
+        write(subscribe.build(), true);
+        return promise.future();
+    }
+
+    /** UNSUBSCRIBE; completes on the UNSUBACK. */
+    Future<Void> unsubscribe(List<String> filters) {
+        Promise<Void> promise = Promise.promise();
+        if (!connected() || filters.isEmpty()) {
+            return connected() ? Future.succeededFuture() : Future.failedFuture("not connected");
+        }
+        int id = allocatePacketId();
+        MqttMessageBuilders.UnsubscribeBuilder unsubscribe = MqttMessageBuilders.unsubscribe().messageId(id);
+        filters.forEach(unsubscribe::addTopicFilter);
+        pendingUnsubscribes.put(id, promise);
+        write(unsubscribe.build(), true);
+        return promise.future();
+    }
+
+    /**
+     * PUBLISH. Completes once the broker acknowledged it (QoS 1 PUBACK, QoS 2 PUBCOMP; QoS 0 once written). QoS 1/2
+     * publishes beyond the broker's Receive Maximum wait here, in order. Call on the context.
+     */
+    Future<Void> publish(String topic, byte[] payload, int qos, boolean retain, MqttProperties properties) {
+        Promise<Void> promise = Promise.promise();
+        if (!connected()) {
+            promise.fail(new IllegalStateException("MQTT broker not connected"));
+            return promise.future();
+        }
+        Outbound out = new Outbound(topic, payload, qos, retain, settings.mqtt5() ? properties : null, promise);
+        if (qos == 0) {
+            write(publishMessage(out), true);
+            promise.complete();
+        } else if (outboundInFlight.size() < outboundWindow) {
+            send(out);
+        } else {
+            outboundWaiting.add(out);
+        }
+        return promise.future();
+    }
+
+    private void send(Outbound out) {
+        out.packetId = allocatePacketId();
+        outboundInFlight.put(out.packetId, out);
+        write(publishMessage(out), true);
+    }
+
+    private MqttPublishMessage publishMessage(Outbound out) {
+        MqttMessageBuilders.PublishBuilder builder = MqttMessageBuilders.publish().topicName(out.topic)
+                .qos(MqttQoS.valueOf(out.qos)).retained(out.retain).messageId(out.qos == 0 ? 0 : out.packetId)
+                .payload(Unpooled.wrappedBuffer(out.payload));
+        if (out.properties != null) {
+            builder.properties(out.properties);
+        }
+        return builder.build();
+    }
+
+    /** Drops a waiting or in-flight publish the caller gave up on (its timeout), freeing its window slot. */
+    void abandon(Future<Void> publish) {
+        outboundWaiting.removeIf(o -> o.done.future() == publish);
+    }
+
+    private void onPubRec(int packetId, int reason) {
+        Outbound out = outboundInFlight.get(packetId);
+        if (out == null) {
+            write(new MqttMessage(PUBREL, MqttMessageIdVariableHeader.from(packetId)), true);
+            return;
+        }
+        if (reason >= 0x80) {
+            completeOutbound(packetId, reason);
+            return;
+        }
+        out.released = true;
+        write(new MqttMessage(PUBREL, MqttMessageIdVariableHeader.from(packetId)), true);
+    }
+
+    private void completeOutbound(int packetId, int reason) {
+        Outbound out = outboundInFlight.remove(packetId);
+        if (out != null) {
+            if (reason >= 0x80) {
+                out.done.tryFail(new IllegalStateException("the broker refused the publish to " + out.topic
+                        + " (reason 0x" + Integer.toHexString(reason) + ")"));
+            } else {
+                out.done.tryComplete();
+            }
+        }
+        while (!outboundWaiting.isEmpty() && outboundInFlight.size() < outboundWindow && connected()) {
+            send(outboundWaiting.poll());
+        }
+    }
+
+    private static int packetId(MqttMessage message) {
+        return ((MqttMessageIdVariableHeader) message.variableHeader()).messageId();
+    }
+
+    private static int reasonCode(MqttMessage message) {
+        return message.variableHeader() instanceof MqttPubReplyMessageVariableHeader h ? h.reasonCode() & 0xFF : 0;
+    }
+
+    private int allocatePacketId() {
+        for (int i = 0; i < 65_535; i++) {
+            int id = nextPacketId;
+            nextPacketId = nextPacketId == 65_535 ? 1 : nextPacketId + 1;
+            if (!outboundInFlight.containsKey(id) && !pendingSubscribes.containsKey(id)
+                    && !pendingUnsubscribes.containsKey(id)) {
+                return id;
+            }
+        }
+        throw new IllegalStateException("no free MQTT packet id");
+    }
+
+    /**
+     * Stops (or resumes) reading from the socket: the broker then holds further messages. Only needed where the
+     * Receive Maximum does not bound the flow: QoS 0 floods, and MQTT 3.1.1. On the context.
+     */
+    void readsPaused(boolean paused) {
+        if (readsPaused == paused) {
+            return;
+        }
+        readsPaused = paused;
+        if (channel != null) {
+            channel.channel().config().setAutoRead(!paused);
+        }
+        if (!paused) {
+            lastReadNanos = System.nanoTime(); // no PINGRESP could be read while paused
+        }
+    }
+
+    private void startKeepAlive(int keepAliveSeconds) {
+        if (keepAliveSeconds <= 0) {
+            return;
+        }
+        long keepAliveNanos = keepAliveSeconds * 1_000_000_000L;
+        long period = Math.max(500, keepAliveSeconds * 1000L / 4);
+        keepAliveTimer = vertx.setPeriodic(period, id -> context.runOnContext(v -> {
+            if (closed) {
+                vertx.cancelTimer(id);
+                return;
+            }
+            long now = System.nanoTime();
+            if (!readsPaused && now - lastReadNanos > keepAliveNanos * 3 / 2) {
+                fail("no packet from the broker for " + (now - lastReadNanos) / 1_000_000 + " ms (keep-alive "
+                        + keepAliveSeconds + " s)");
+                return;
+            }
+            if (now - lastWriteNanos >= keepAliveNanos / 2 || now - lastReadNanos >= keepAliveNanos / 2) {
+                write(PINGREQ, true);
+            }
+        }));
+    }
+
+    /**
+     * Sends DISCONNECT and closes. With {@code discardSession} an MQTT 5 link sets the Session Expiry Interval to 0,
+     * so the broker drops the session (nothing of it is needed any more). On the context.
+     */
+    Future<Void> disconnect(boolean discardSession) {
+        Promise<Void> done = Promise.promise();
+        if (closed || channel == null) {
+            close("disconnect");
+            done.complete();
+            return done.future();
+        }
+        MqttMessageBuilders.DisconnectBuilder disconnect = MqttMessageBuilders.disconnect();
+        if (settings.mqtt5()) {
+            disconnect.reasonCode((byte) 0);
+            if (discardSession) {
+                MqttProperties properties = new MqttProperties();
+                properties.add(new MqttProperties.IntegerProperty(
+                        MqttProperties.MqttPropertyType.SESSION_EXPIRY_INTERVAL.value(), 0));
+                disconnect.properties(properties);
+            }
+        }
+        channel.writeAndFlush(disconnect.build()).addListener(f -> context.runOnContext(v -> {
+            close("disconnect");
+            done.tryComplete();
+        }));
+        return done.future();
+    }
+
+    private void write(Object message, boolean flush) {
+        if (closed || channel == null) {
+            io.netty.util.ReferenceCountUtil.release(message);
+            return;
+        }
+        lastWriteNanos = System.nanoTime();
+        if (flush) {
+            channel.writeAndFlush(message);
+        } else {
+            channel.write(message);
+        }
+    }
+
+    private void fail(String why) {
+        LOG.warnf("MQTT connection %s closing: %s", settings.clientId(), why);
+        Promise<ConnAck> p = connecting;
+        close(why);
+        if (p != null) {
+            p.tryFail(new IllegalStateException(why));
+        }
+    }
+
+    /** Closes the socket without DISCONNECT (the broker publishes nothing for us: we have no will). */
+    void close(String why) {
+        if (!closed) {
+            closed = true;
+            lastCloseReason = why;
+            if (socket != null) {
+                socket.close();
+            }
+            cleanUp();
+        }
+    }
+
+    private String lastCloseReason = "connection closed";
+
+    private void onSocketClosed() {
+        if (!closed) {
+            closed = true;
+            lastCloseReason = "the broker closed the connection";
+        }
+        cleanUp();
+    }
+
+    private boolean cleanedUp;
+
+    private void cleanUp() {
+        if (cleanedUp) {
+            return;
+        }
+        cleanedUp = true;
+        connected = false;
+        if (keepAliveTimer >= 0) {
+            vertx.cancelTimer(keepAliveTimer);
+        }
+        IllegalStateException lost = new IllegalStateException("MQTT connection lost (" + lastCloseReason
+                + ") before the broker acknowledged");
+        List<Outbound> unfinished = new ArrayList<>(outboundInFlight.values());
+        unfinished.addAll(outboundWaiting);
+        outboundInFlight.clear();
+        outboundWaiting.clear();
+        unfinished.forEach(o -> o.done.tryFail(lost));
+        pendingSubscribes.values().forEach(p -> p.tryFail(lost));
+        pendingSubscribes.clear();
+        pendingUnsubscribes.values().forEach(p -> p.tryFail(lost));
+        pendingUnsubscribes.clear();
+        Promise<ConnAck> p = connecting;
+        connecting = null;
+        if (p != null) {
+            p.tryFail(new IllegalStateException(lastCloseReason));
+        }
+        listener.onClosed(this, lastCloseReason);
+    }
+
+    private static void release(MqttMessage message) {
+        io.netty.util.ReferenceCountUtil.release(message);
+    }
+}
