@@ -53,11 +53,14 @@ public interface MqttConfig {
     int keepAliveSeconds();
 
     /**
-     * MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may send the gateway. This is the
-     * gateway's inbound flow control (the broker holds the rest, in order). Keep it at or below
-     * {@code gateway.ingest.max-in-flight} (2000), so QoS 1 traffic never needs reads stopped. At most 65535.
+     * MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may send the gateway before it queues
+     * the rest. Large by default (the MQTT maximum): a stock Mosquitto keeps at most {@code max_queued_messages}
+     * (1000) queued per session and silently drops QoS 1 messages beyond that, so a small window loses messages as
+     * soon as devices outrun the gateway; a message in the window is never dropped. The gateway's own memory is
+     * bounded by {@code gateway.ingest.max-in-flight}: at that bound it stops reading the socket and the broker keeps
+     * the rest. 1-65535.
      */
-    @WithDefault("1000")
+    @WithDefault("65535")
     int receiveMaximum();
 
     /**

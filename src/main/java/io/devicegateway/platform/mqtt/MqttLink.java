@@ -192,7 +192,12 @@ final class MqttLink {
             channel.pipeline().addBefore("handler", "mqttEncoder", MqttEncoder.INSTANCE);
             channel.pipeline().addBefore("handler", "mqttDecoder", new MqttDecoder(MAX_PACKET_SIZE));
             socket.messageHandler(this::onMessage);
-            socket.exceptionHandler(e -> LOG.debugf("MQTT socket error (%s): %s", settings.clientId(), e.toString()));
+            socket.exceptionHandler(e -> {
+                LOG.debugf("MQTT socket error (%s): %s", settings.clientId(), e.toString());
+                // kept for the close reason: e.g. the broker's TLS alert for a missing or rejected client
+                // certificate, which under TLS 1.3 arrives only after our side of the handshake has completed
+                socketError = e;
+            });
             socket.closeHandler(v -> onSocketClosed());
             if (closed) { // disconnected while connecting
                 socket.close();
@@ -592,11 +597,20 @@ final class MqttLink {
     }
 
     private String lastCloseReason = "connection closed";
+    private Throwable socketError;
 
     private void onSocketClosed() {
         if (!closed) {
             closed = true;
             lastCloseReason = "the broker closed the connection";
+            if (socketError != null) {
+                Throwable root = socketError;
+                while (root.getCause() != null && root.getCause() != root) {
+                    root = root.getCause();
+                }
+                lastCloseReason += " (" + (root instanceof javax.net.ssl.SSLException ? "TLS: " : "")
+                        + root.getMessage() + ")";
+            }
         }
         cleanUp();
     }
@@ -626,7 +640,7 @@ final class MqttLink {
         Promise<ConnAck> p = connecting;
         connecting = null;
         if (p != null) {
-            p.tryFail(new IllegalStateException(lastCloseReason));
+            p.tryFail(new IllegalStateException(lastCloseReason, socketError));
         }
         listener.onClosed(this, lastCloseReason);
     }
