@@ -62,6 +62,13 @@ final class ClientIdLeases {
             return 1
             """;
 
+    /** Ends an adoption: drops my adoption claim; ARGV[3] = 1 also forgets the id unless someone leased it. */
+    private static final String END_ADOPTION = """
+            if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+            if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+            return 1
+            """;
+
     /** Ids with a session but no lease. KEYS[1] known; ARGV[1] lease key prefix. */
     private static final String ORPHANS = """
             local out = {}
@@ -110,10 +117,45 @@ final class ClientIdLeases {
                 });
     }
 
-    /** Claims one specific id if nobody holds it (adoption). */
-    Future<Boolean> claim(int n, String owner) {
-        return call(Request.cmd(Command.SET).arg(leaseKeyPrefix + n).arg(owner).arg("NX").arg("PX").arg(ttlMillis))
+    /** The instance holding id {@code n}'s lease, or null. */
+    Future<String> owner(int n) {
+        return call(Request.cmd(Command.GET).arg(leaseKeyPrefix + n)).map(r -> r == null ? null : r.toString());
+    }
+
+    /** One adopter per id at a time: a claim separate from the lease, which a dead holder may still have. */
+    Future<Boolean> claimAdoption(int n, String owner) {
+        return call(Request.cmd(Command.SET).arg(adoptionKey(n)).arg(owner).arg("NX").arg("PX").arg(ttlMillis))
                 .map(r -> r != null);
+    }
+
+    Future<Boolean> renewAdoption(int n, String owner) {
+        return call(Request.cmd(Command.EVAL).arg("""
+                if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+                return 0
+                """).arg(1).arg(adoptionKey(n)).arg(owner).arg(ttlMillis)).map(r -> r.toInteger() != 0);
+    }
+
+    /** Ends an adoption; with {@code sessionGone} the id is forgotten unless an instance leased it meanwhile. */
+    Future<Void> endAdoption(int n, String owner, boolean sessionGone) {
+        return call(Request.cmd(Command.EVAL).arg(END_ADOPTION).arg(3).arg(adoptionKey(n)).arg(knownKey)
+                .arg(leaseKeyPrefix + n).arg(owner).arg(n).arg(sessionGone ? "1" : "0")).mapEmpty();
+    }
+
+    private String adoptionKey(int n) {
+        return leaseKeyPrefix.replace(":lease:", ":adopting:") + n;
+    }
+
+    /** The id number of one of these client ids, or -1 for any other client id. */
+    int idNumber(String clientId) {
+        String prefix = idPrefix + "-";
+        if (!clientId.startsWith(prefix)) {
+            return -1;
+        }
+        try {
+            return Integer.parseInt(clientId.substring(prefix.length()));
+        } catch (NumberFormatException e) {
+            return -1;
+        }
     }
 
     /** True while {@code owner} holds id {@code n} (renewing it, or taking it back if it had expired). */

@@ -42,6 +42,14 @@ public interface MqttConfig {
     @WithDefault("10s")
     Duration adoptionInterval();
 
+    /**
+     * With leased client ids, each connection's MQTT will goes to {@code <gone-topic>/<client id>} and every replica
+     * subscribes to {@code <gone-topic>/+}: when a gateway dies without disconnecting, the broker tells the others at
+     * once and one of them adopts its session. Broker ACLs must let the gateway publish and subscribe there.
+     */
+    @WithDefault("dgw/gateway-gone")
+    String goneTopic();
+
     /** The most leased client ids (replicas, plus sessions waiting to be adopted). */
     @WithDefault("256")
     int maxLeasedClientIds();

@@ -78,6 +78,7 @@ public class MqttConnection {
     private volatile String problem = "connecting";
     private volatile long lastInboundNanos = System.nanoTime();
     private ClientIdLeases leases;
+    private String goneTopicPrefix = "\u0000";
     private volatile int leasedId = -1;
     private SessionAdopter adopter;
     private NetClient netClient;
@@ -162,6 +163,7 @@ public class MqttConnection {
             String idPrefix = config.clientIdPrefix().orElse("dgw-" + config.sharedGroup().orElse("gateway"));
             leases = new ClientIdLeases(vertx, redis.get(), redisKeyPrefix, idPrefix, config.leaseTtl(),
                     config.maxLeasedClientIds());
+            goneTopicPrefix = config.goneTopic() + "/";
             adopter = new SessionAdopter(this, leases, vertx, context, config, adoptedSessions::increment);
             vertx.setPeriodic(Math.max(200, leases.ttlMillis() / 3), id -> context.runOnContext(v -> renewLease()));
             vertx.setPeriodic(config.adoptionInterval().toMillis(), id -> context.runOnContext(v -> adopter.scan()));
@@ -372,7 +374,8 @@ public class MqttConnection {
         return new MqttLink.Settings(id, config.protocolVersion().equals("5"), cleanStart,
                 config.username().orElse(null), config.password().orElse(null), config.keepAliveSeconds(),
                 config.sessionExpiry().toSeconds(), config.receiveMaximum(), config.maxOutboundInFlight(),
-                config.connectTimeout().toMillis());
+                config.connectTimeout().toMillis(), leases == null || cleanStart ? null : config.goneTopic() + "/" + id,
+                instanceId);
     }
 
     MqttLink newLink(String id, boolean cleanStart, MqttLink.Listener listener) {
@@ -441,6 +444,9 @@ public class MqttConnection {
                         ? "$share/" + config.sharedGroup().get() + "/" + f : f, 1);
             }
         }
+        if (leases != null) {
+            filters.put(config.goneTopic() + "/+", 1); // every replica hears of a gateway that died
+        }
         return filters;
     }
 
@@ -484,6 +490,15 @@ public class MqttConnection {
 
     /** Hands a message to the capability whose filter it matches. On the context. */
     void dispatch(InboundMessage message) {
+        if (adopter != null && message.topic().startsWith(goneTopicPrefix)) {
+            String gone = message.topic().substring(goneTopicPrefix.length());
+            message.ack();
+            if (!gone.equals(clientId)) {
+                LOG.infof("The broker reports that the gateway connection %s died; adopting its session", gone);
+                adopter.adoptNow(gone, new String(message.payloadBytes(), StandardCharsets.UTF_8));
+            }
+            return;
+        }
         lastInboundNanos = System.nanoTime();
         for (Map.Entry<String, MqttSubscription> e : filterOwners.entrySet()) {
             if (TopicFilters.matches(e.getKey(), message.topic())) {

@@ -73,7 +73,7 @@ final class MqttLink {
     /** How to connect. */
     record Settings(String clientId, boolean mqtt5, boolean cleanStart, String username, String password,
             int keepAliveSeconds, long sessionExpirySeconds, int receiveMaximum, int maxOutboundInFlight,
-            long connectTimeoutMillis) {
+            long connectTimeoutMillis, String willTopic, String willPayload) {
     }
 
     /** The broker's CONNACK. */
@@ -215,6 +215,14 @@ final class MqttLink {
                 .clientId(settings.clientId())
                 .cleanSession(settings.cleanStart())
                 .keepAlive(settings.keepAliveSeconds());
+        if (settings.willTopic() != null) {
+            // published by the broker only if this connection dies without DISCONNECT: other replicas adopt the session
+            connect.willFlag(true).willTopic(settings.willTopic()).willQoS(MqttQoS.AT_LEAST_ONCE).willRetain(false)
+                    .willMessage(settings.willPayload().getBytes(StandardCharsets.UTF_8));
+            if (settings.mqtt5()) {
+                connect.willProperties(MqttProperties.NO_PROPERTIES);
+            }
+        }
         if (settings.username() != null) {
             connect.hasUser(true).username(settings.username());
         }

@@ -10,9 +10,12 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 
 /**
- * Takes over broker sessions whose gateway is gone for good (killed and never replaced, or replaced under a new
- * name while its lease was still running). Every replica looks every {@code gateway.mqtt.adoption-interval} for a
- * leased client id with a session but no live holder, claims its lease, connects with that id and a persistent
+ * Takes over broker sessions whose gateway is gone (killed and never replaced, or replaced under a new name). Two
+ * triggers: at once, when the broker publishes the gone connection's will on {@code gateway.mqtt.gone-topic} (the
+ * broker keeps routing shared-group messages to a disconnected session, and a stock Mosquitto drops all but 1000
+ * queued ones, so every second counts); and, as a backstop, every {@code gateway.mqtt.adoption-interval}, for a
+ * leased client id with a session but no live holder. The adopter claims the id's adoption (one adopter at a time),
+ * connects with that id and a persistent
  * session, unsubscribes every gateway filter (so the broker stops routing new messages to it), processes what the
  * broker redelivers through the normal subscriptions (PUBACK after Kafka, as always), and once nothing is left in
  * flight and the session stays quiet, disconnects discarding the session and forgets the id. One session at a time
@@ -52,9 +55,46 @@ final class SessionAdopter {
         this.owner = connection.instanceId() + "/adopting";
     }
 
+    private final java.util.ArrayDeque<Integer> urgent = new java.util.ArrayDeque<>();
+
+    /**
+     * The broker published the will of a gateway connection that died: take its session over now, before the
+     * broker's per-session queue overflows. A holder that is in fact alive (a network blip) simply takes its session
+     * back when it reconnects; at worst some messages are redelivered. On the context.
+     */
+    void adoptNow(String clientId, String diedInstance) {
+        int id = leases.idNumber(clientId);
+        if (id < 0 || id == connection.ownLeasedId() || connection.stopping()) {
+            return;
+        }
+        // only the will of the id's lease holder counts: an adopter's own connection, kicked off when the holder
+        // takes its session back, also leaves a will, and acting on it would make the two take turns forever
+        leases.owner(id).onComplete(ar -> context.runOnContext(v -> {
+            if (ar.succeeded() && (ar.result() == null || ar.result().equals(diedInstance))) {
+                adoptUrgently(id);
+            }
+        }));
+    }
+
+    private void adoptUrgently(int id) {
+        if (busy) {
+            if (!urgent.contains(id) && id != adoptingId) {
+                urgent.add(id);
+            }
+            return;
+        }
+        busy = true;
+        claimFirst(java.util.List.of(id).iterator());
+    }
+
     /** Looks for one orphaned session and adopts it. On the context. */
     void scan() {
         if (busy || !connection.ready() || connection.stopping()) {
+            return;
+        }
+        if (!urgent.isEmpty()) {
+            busy = true;
+            claimFirst(java.util.List.of(urgent.poll()).iterator());
             return;
         }
         busy = true;
@@ -77,7 +117,7 @@ final class SessionAdopter {
             claimFirst(candidates);
             return;
         }
-        leases.claim(id, owner).onComplete(ar -> context.runOnContext(v -> {
+        leases.claimAdoption(id, owner).onComplete(ar -> context.runOnContext(v -> {
             if (ar.succeeded() && ar.result()) {
                 adopt(id);
             } else {
@@ -94,9 +134,9 @@ final class SessionAdopter {
         startedNanos = System.nanoTime();
         lastMessageNanos = startedNanos;
         renewTimer = vertx.setPeriodic(Math.max(200, leases.ttlMillis() / 3),
-                t -> leases.renew(id, owner).onSuccess(mine -> {
+                t -> leases.renewAdoption(id, owner).onSuccess(mine -> {
                     if (!mine) {
-                        context.runOnContext(v -> finish(false, "lease taken by another instance"));
+                        context.runOnContext(v -> finish(false, "adoption claim lost"));
                     }
                 }));
         MqttLink link = connection.newLink(clientId, false, new MqttLink.Listener() {
@@ -188,12 +228,18 @@ final class SessionAdopter {
         adopting = null;
         adoptingId = -1;
         if (link != null && link.connected()) {
-            link.close(why);
+            link.disconnect(false); // a DISCONNECT, so the broker does not publish this connection's will
         }
         if (!sessionGone) {
             LOG.infof("Adoption of client id %s ended: %s", leases.clientId(id), why);
         }
-        leases.release(id, owner, sessionGone).onComplete(ar -> context.runOnContext(v -> busy = false));
+        leases.endAdoption(id, owner, sessionGone).onComplete(ar -> context.runOnContext(v -> {
+            busy = false;
+            if (!urgent.isEmpty() && !connection.stopping()) {
+                busy = true;
+                claimFirst(java.util.List.of(urgent.poll()).iterator());
+            }
+        }));
     }
 
     void readsPaused(boolean paused) {
