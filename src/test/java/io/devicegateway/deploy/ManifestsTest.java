@@ -12,6 +12,7 @@ import java.lang.reflect.Method;
 import java.lang.reflect.ParameterizedType;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -36,7 +37,19 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
+import io.devicegateway.platform.mqtt.MqttConfig;
+import io.quarkus.runtime.configuration.DurationConverter;
+import io.quarkus.runtime.configuration.PathConverter;
+import io.quarkus.tls.runtime.config.KeyStoreConfig;
+import io.quarkus.tls.runtime.config.PemCertsConfig;
+import io.quarkus.tls.runtime.config.PemKeyCertConfig;
+import io.quarkus.tls.runtime.config.TlsBucketConfig;
+import io.quarkus.tls.runtime.config.TlsConfig;
+import io.quarkus.tls.runtime.config.TrustStoreConfig;
 import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.EnvConfigSource;
+import io.smallrye.config.SmallRyeConfig;
+import io.smallrye.config.SmallRyeConfigBuilder;
 import io.smallrye.config.WithName;
 import io.smallrye.config.WithParentName;
 
@@ -64,6 +77,12 @@ class ManifestsTest {
         CONTRACT.put("GATEWAY_MQTT_PASSWORD", "gateway.mqtt.password");
         CONTRACT.put("GATEWAY_MQTT_SHARED_GROUP", "gateway.mqtt.shared-group");
         CONTRACT.put("GATEWAY_MQTT_CLIENT_ID", "gateway.mqtt.client-id");
+        // TLS to the broker: a Quarkus TLS registry configuration reading the PEM files of the mounted Secret. The key
+        // pair is named "client": QUARKUS_TLS_MQTT_KEY_STORE_PEM_0_CERT would read as a list index (no key store).
+        CONTRACT.put("GATEWAY_MQTT_TLS_CONFIGURATION_NAME", "gateway.mqtt.tls-configuration-name");
+        CONTRACT.put("QUARKUS_TLS_MQTT_TRUST_STORE_PEM_CERTS", "quarkus.tls.mqtt.trust-store.pem.certs");
+        CONTRACT.put("QUARKUS_TLS_MQTT_KEY_STORE_PEM_CLIENT_CERT", "quarkus.tls.mqtt.key-store.pem.client.cert");
+        CONTRACT.put("QUARKUS_TLS_MQTT_KEY_STORE_PEM_CLIENT_KEY", "quarkus.tls.mqtt.key-store.pem.client.key");
         CONTRACT.put("KAFKA_BOOTSTRAP_SERVERS", "kafka.bootstrap.servers");
         CONTRACT.put("QUARKUS_REDIS_HOSTS", "quarkus.redis.hosts");
         CONTRACT.put("GATEWAY_GRPC_AUTH_TOKENS", "gateway.grpc.auth.tokens");
@@ -78,7 +97,10 @@ class ManifestsTest {
     static final Set<String> PLANNED_KEYS = Set.of("gateway.grpc.auth.tokens");
     /** Non-gateway keys of the contract: Quarkus/Kafka keys, no @ConfigMapping of ours behind them. */
     static final Set<String> FRAMEWORK_KEYS = Set.of("kafka.bootstrap.servers", "quarkus.redis.hosts",
-            "quarkus.log.console.json", "quarkus.log.console.json.enabled");
+            "quarkus.log.console.json", "quarkus.log.console.json.enabled",
+            // resolved against the TLS registry's own config mapping in brokerTlsIsOnAndReadsTheMountedSecret
+            "quarkus.tls.mqtt.trust-store.pem.certs", "quarkus.tls.mqtt.key-store.pem.client.cert",
+            "quarkus.tls.mqtt.key-store.pem.client.key");
     /** Values that must never sit in a ConfigMap or a literal. */
     static final Set<String> SECRET_ENV = Set.of("GATEWAY_MQTT_USERNAME", "GATEWAY_MQTT_PASSWORD", "QUARKUS_REDIS_HOSTS",
             "GATEWAY_GRPC_AUTH_TOKENS");
@@ -91,6 +113,9 @@ class ManifestsTest {
             .collect(Collectors.toCollection(LinkedHashSet::new));
 
     static final int PORT = 8080;
+    /** TLS to the broker: the Secret with ca.crt, tls.crt and tls.key, and where both overlays mount it. */
+    static final String MQTT_TLS_SECRET = "device-gateway-mqtt-tls";
+    static final Path MQTT_TLS_MOUNT = Path.of("/etc/device-gateway/mqtt-tls");
     /** Knative's queue-proxy blocks the user container's preStop this long before the app gets SIGTERM. */
     static final int KNATIVE_DRAIN_SECONDS = 30;
     /** quarkus.shutdown.timeout the manifests are sized for, unless application.properties says otherwise. */
@@ -361,6 +386,59 @@ class ManifestsTest {
         }
         for (String key : List.of("kafka.bootstrap.servers", "quarkus.redis.hosts")) {
             assertTrue(appProperties.containsKey(key), key + " is no longer declared in application.properties");
+        }
+    }
+
+    @Test
+    void brokerTlsIsOnAndReadsTheMountedSecret() {
+        Doc secret = find(base, "Secret", MQTT_TLS_SECRET);
+        assertNotNull(secret, "base: Secret " + MQTT_TLS_SECRET + " (template)");
+        for (Build overlay : List.of(plain, knative)) {
+            Doc pod = workload(overlay);
+            Map<String, Object> c = single(containers(pod));
+            // The environment read the way the gateway reads it: SmallRye Config's environment source turns names
+            // back into keys through the config mappings (ours and the TLS registry's). A name that only looks
+            // right (e.g. QUARKUS_TLS_MQTT_KEY_STORE_PEM_0_CERT, read as a list index) configures nothing.
+            SmallRyeConfig config = new SmallRyeConfigBuilder()
+                    .withSources(new EnvConfigSource(literalEnv(overlay), 300))
+                    .withConverter(Path.class, 100, new PathConverter())
+                    .withConverter(Duration.class, 100, new DurationConverter())
+                    .withMapping(MqttConfig.class)
+                    .withMapping(TlsConfig.class)
+                    .build();
+            String name = config.getConfigMapping(MqttConfig.class).tlsConfigurationName().orElse(null);
+            assertNotNull(name, overlay.dir() + ": TLS to the broker is off (no GATEWAY_MQTT_TLS_CONFIGURATION_NAME)");
+            TlsBucketConfig tls = config.getConfigMapping(TlsConfig.class).namedCertificateConfig().get(name);
+            assertNotNull(tls, overlay.dir() + ": gateway.mqtt.tls-configuration-name=" + name
+                    + " but the environment defines no quarkus.tls." + name + ".*");
+            assertFalse(tls.trustAll(), overlay.dir() + ": trust-all TLS to the broker");
+            assertTrue(tls.hostnameVerificationAlgorithm().isEmpty(), overlay.dir()
+                    + ": hostname verification must stay on (the default)");
+            List<Path> certs = tls.trustStore().flatMap(TrustStoreConfig::pem).flatMap(PemCertsConfig::certs)
+                    .orElse(List.of());
+            assertFalse(certs.isEmpty(), overlay.dir() + ": no trust store (the broker's CA) in quarkus.tls." + name);
+            Map<String, PemKeyCertConfig.KeyCertConfig> keyPairs = tls.keyStore().flatMap(KeyStoreConfig::pem)
+                    .map(PemKeyCertConfig::keyCerts).orElse(Map.of());
+            assertEquals(1, keyPairs.size(), overlay.dir() + ": one client certificate (key-store) in quarkus.tls."
+                    + name + ", found " + keyPairs.keySet());
+            List<Path> files = new ArrayList<>(certs);
+            keyPairs.values().forEach(pair -> files.addAll(List.of(pair.cert(), pair.key())));
+
+            // ... and every one of those files is a key of the Secret, mounted read-only where the paths point
+            Map<String, Object> volume = maps(at(pod.body(), "spec", "template", "spec", "volumes")).stream()
+                    .filter(v -> MQTT_TLS_SECRET.equals(at(v, "secret", "secretName"))).findFirst().orElse(null);
+            assertNotNull(volume, pod + ": no volume of Secret " + MQTT_TLS_SECRET);
+            Map<String, Object> mount = maps(c.get("volumeMounts")).stream()
+                    .filter(m -> volume.get("name").equals(m.get("name"))).findFirst().orElse(null);
+            assertNotNull(mount, pod + ": volume " + volume.get("name") + " is not mounted");
+            assertEquals(MQTT_TLS_MOUNT.toString(), str(mount.get("mountPath")), pod + ": mount path of " + MQTT_TLS_SECRET);
+            assertEquals(Boolean.TRUE, mount.get("readOnly"), pod + ": " + MQTT_TLS_SECRET + " must be mounted read-only");
+            assertFalse(mount.containsKey("subPath"), pod + ": a subPath mount never sees a renewed certificate");
+            for (Path file : files) {
+                assertEquals(MQTT_TLS_MOUNT, file.getParent(), overlay.dir() + ": " + file + " is not in the mounted Secret");
+                assertTrue(dataKeys(secret).contains(file.getFileName().toString()), overlay.dir() + ": " + file
+                        + " is no key of Secret " + MQTT_TLS_SECRET + " " + dataKeys(secret));
+            }
         }
     }
 
