@@ -50,7 +50,7 @@ import io.devicegateway.v1.DeviceMessage;
  * <p>Needs {@code target/quarkus-app/quarkus-run.jar}: surefire runs before {@code package}, so on a clean build
  * this class is skipped; build the jar first ({@code ./mvnw -B -o package -DskipTests}), then run it.
  */
-class BrokerTlsTest {
+class BrokerTlsIT {
 
     private static final Duration TIMEOUT = Duration.ofSeconds(30);
     private static final String TLS = "mqtt";
