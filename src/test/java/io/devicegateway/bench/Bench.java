@@ -17,12 +17,15 @@ import io.devicegateway.testing.LocalServers;
 /**
  * The ingest benchmark: starts local Kafka, Mosquitto and Redis, the packaged gateway, and runs the standard
  * scenarios. Each scenario is measured twice against the same broker in the same run: through the gateway into
- * Kafka, and raw (broker to one plain subscriber), so the result is a fraction of this machine's own limit.
- * Prints one JSON line per scenario and a table. Every wait is bounded; it always stops by itself.
+ * Kafka, and raw (broker to one plain MQTT 5 subscriber acknowledging on receipt, {@link RawSubscriber}), so the
+ * result is a fraction of this machine's own limit. Mosquitto runs with its default settings. Prints one JSON line
+ * per scenario (with per-device out-of-order counts and, for gateway scenarios, gateway CPU per message) and a
+ * table. Every wait is bounded; it always stops by itself.
  *
  * <p>Options (system properties): {@code bench.scale} (multiplies message counts, default 1),
- * {@code bench.inflight} (Mosquitto max_inflight_messages, default 1000), {@code bench.scenarios}
- * (comma-separated names, default all).
+ * {@code bench.inflight} (Mosquitto max_inflight_messages, which only 3.1.1 subscribers get; default 0 = the
+ * broker's default, 20), {@code bench.scenarios} (comma-separated names, default all), {@code bench.raw.protocol}
+ * (the raw subscriber's MQTT version, 5 or 3.1.1; default 5).
  */
 public final class Bench {
 
@@ -37,6 +40,12 @@ public final class Bench {
             return sent - delivered;
         }
 
+        /** Gateway CPU time (user + system) per delivered message in microseconds; NaN for raw scenarios. */
+        double gatewayCpuMicrosPerMessage() {
+            Long gateway = cpuMillis.get("gateway");
+            return gateway == null || delivered == 0 ? Double.NaN : gateway * 1000.0 / delivered;
+        }
+
         double throughput() {
             return seconds > 0 ? delivered / seconds : 0;
         }
@@ -47,7 +56,7 @@ public final class Bench {
 
     public static void main(String[] args) throws Exception {
         double scale = Double.parseDouble(System.getProperty("bench.scale", "1"));
-        int inflight = Integer.parseInt(System.getProperty("bench.inflight", "1000"));
+        int inflight = Integer.parseInt(System.getProperty("bench.inflight", "0"));
         Set<String> only = new HashSet<>(List.of(System.getProperty("bench.scenarios", "").split(",")));
         only.remove("");
 
@@ -62,7 +71,8 @@ public final class Bench {
                 new Scenario("gateway-qos0", false, 10, tput0, 100, 0, 0, true),
                 new Scenario("latency-1000rps-qos1", false, 10, (long) (1_000 * scale), 100, 1, 1_000, true));
 
-        System.err.printf("bench: starting local Kafka, Mosquitto (max_inflight_messages %d), Redis%n", inflight);
+        System.err.printf("bench: starting local Kafka, Mosquitto (%s), Redis%n",
+                inflight > 0 ? "max_inflight_messages " + inflight : "default settings");
         try (LocalServers servers = LocalServers.start("bench", inflight)) {
             Map<String, String> config = new LinkedHashMap<>(servers.gatewayConfig());
             config.put("gateway.mqtt.client-id", "dgw-bench");
@@ -246,11 +256,14 @@ public final class Bench {
                 "{\"scenario\":\"%s\",\"path\":\"%s\",\"devices\":%d,\"size\":%d,\"qos\":%d,\"rate\":%d,"
                         + "\"sent\":%d,\"delivered\":%d,\"missing\":%d,\"duplicates\":%d,\"out_of_order\":%d,"
                         + "\"publish_failures\":%d,\"seconds\":%.3f,\"throughput_msg_s\":%.0f,\"latency_ms\":%s,"
-                        + "\"gateway_p99_ms\":%s,\"cpu_ms\":%s%s}",
-                s.name(), s.raw() ? "broker->subscriber" : "broker->gateway->kafka", s.devices(), s.size(), s.qos(),
+                        + "\"gateway_p99_ms\":%s,\"gateway_cpu_us_per_msg\":%s,\"cpu_ms\":%s%s}",
+                s.name(), s.raw() ? "broker->subscriber(mqtt" + System.getProperty("bench.raw.protocol", "5") + ")"
+                        : "broker->gateway->kafka", s.devices(), s.size(), s.qos(),
                 s.rate(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(), r.publishFailures(),
                 r.seconds(), r.throughput(), r.latency().json(),
                 Double.isNaN(r.gatewayP99Millis()) ? "null" : String.format(Locale.ROOT, "%.1f", r.gatewayP99Millis()),
+                Double.isNaN(r.gatewayCpuMicrosPerMessage()) ? "null"
+                        : String.format(Locale.ROOT, "%.1f", r.gatewayCpuMicrosPerMessage()),
                 cpuJson(r.cpuMillis()), limit);
     }
 
@@ -262,8 +275,8 @@ public final class Bench {
 
     static void printTable(List<Result> results) {
         System.out.println();
-        System.out.printf("%-22s %8s %9s %7s %5s %9s %7s %8s %8s %11s%n", "scenario", "sent", "delivered", "missing",
-                "dups", "msg/s", "of raw", "p50 ms", "p99 ms", "gw p99 ms");
+        System.out.printf("%-22s %8s %9s %7s %5s %6s %9s %7s %8s %8s %10s %10s%n", "scenario", "sent", "delivered",
+                "missing", "dups", "ooo", "msg/s", "of raw", "p50 ms", "p99 ms", "gw p99 ms", "gw us/msg");
         for (Result r : results) {
             String ofRaw = "";
             for (Result raw : results) {
@@ -272,12 +285,15 @@ public final class Bench {
                     ofRaw = String.format(Locale.ROOT, "%.0f%%", 100 * r.throughput() / raw.throughput());
                 }
             }
-            System.out.printf(Locale.ROOT, "%-22s %8d %9d %7d %5d %9.0f %7s %8.2f %8.2f %11s%n", r.scenario().name(),
-                    r.sent(), r.delivered(), r.missing(), r.duplicates(), r.throughput(), ofRaw,
-                    r.latency().percentileMillis(50), r.latency().percentileMillis(99),
-                    Double.isNaN(r.gatewayP99Millis()) ? "-" : String.format(Locale.ROOT, "%.1f", r.gatewayP99Millis()));
+            System.out.printf(Locale.ROOT, "%-22s %8d %9d %7d %5d %6d %9.0f %7s %8.2f %8.2f %10s %10s%n",
+                    r.scenario().name(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(),
+                    r.throughput(), ofRaw, r.latency().percentileMillis(50), r.latency().percentileMillis(99),
+                    Double.isNaN(r.gatewayP99Millis()) ? "-" : String.format(Locale.ROOT, "%.1f", r.gatewayP99Millis()),
+                    Double.isNaN(r.gatewayCpuMicrosPerMessage()) ? "-"
+                            : String.format(Locale.ROOT, "%.1f", r.gatewayCpuMicrosPerMessage()));
         }
-        System.out.println("p50/p99: device publish to Kafka consumer (end to end); gw p99: MQTT receipt to Kafka ack"
-                + " inside the gateway (histogram bucket bound)");
+        System.out.println("ooo: messages that arrived after a later one of the same device; p50/p99: device publish to"
+                + " Kafka consumer (end to end; raw: to the subscriber); gw p99: MQTT receipt to Kafka ack inside the"
+                + " gateway (histogram bucket bound); gw us/msg: gateway process CPU (user+system) per message");
     }
 }

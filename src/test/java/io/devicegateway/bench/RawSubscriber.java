@@ -1,44 +1,86 @@
 package io.devicegateway.bench;
 
-import io.vertx.core.Vertx;
-import io.vertx.mqtt.MqttClient;
-import io.vertx.mqtt.MqttClientOptions;
+import java.nio.ByteBuffer;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+
+import com.hivemq.client.mqtt.MqttClient;
+import com.hivemq.client.mqtt.datatypes.MqttQos;
+import com.hivemq.client.mqtt.datatypes.MqttTopic;
+import com.hivemq.client.mqtt.mqtt3.Mqtt3AsyncClient;
+import com.hivemq.client.mqtt.mqtt5.Mqtt5AsyncClient;
 
 /**
- * The broker's own limit: one plain subscriber on the same MQTT client library the gateway uses, acking on
- * receipt. What it receives per second is the ceiling the gateway is measured against.
+ * The broker's own limit: one plain subscriber, acknowledging every QoS 1 message on receipt. What it receives per
+ * second is the ceiling the gateway is measured against. It speaks MQTT 5 like the gateway (HiveMQ client, clean
+ * start, the client's default Receive Maximum), so the broker gives it the flow window it asks for rather than its
+ * 3.1.1 {@code max_inflight_messages}. {@code -Dbench.raw.protocol=3.1.1} makes it a 3.1.1 subscriber instead (the
+ * broker's window, default 20, then applies); {@code -Dbench.raw.ack-delay-ms=N} (diagnostic) acknowledges each
+ * message 1..N ms late and out of order, the way Kafka completions would.
  */
 final class RawSubscriber implements AutoCloseable {
 
     final Tally tally = new Tally();
-    private final Vertx vertx = Vertx.vertx();
-    private final MqttClient client;
+    final String protocol = System.getProperty("bench.raw.protocol", "5");
+    private final long ackDelay = Long.getLong("bench.raw.ack-delay-ms", 0);
+    private final ScheduledExecutorService delayedAcks = ackDelay > 0
+            ? Executors.newSingleThreadScheduledExecutor(r -> new Thread(r, "raw-delayed-acks")) : null;
+    private final Mqtt5AsyncClient v5;
+    private final Mqtt3AsyncClient v3;
 
     RawSubscriber(String host, int port, String filter, String runId) {
-        MqttClientOptions options = new MqttClientOptions().setClientId("raw-" + runId).setCleanSession(true)
-                .setMaxMessageSize(268_435_455);
-        long ackDelay = Long.getLong("bench.raw.ack-delay-ms", 0);
-        options.setAutoAck(ackDelay == 0);
-        client = MqttClient.create(vertx, options);
-        client.publishHandler(p -> {
-            if (ackDelay > 0) {
-                long delay = 1 + java.util.concurrent.ThreadLocalRandom.current().nextLong(ackDelay);
-                vertx.setTimer(delay, id -> p.ack()); // diagnostic: acks late and out of order, like Kafka completions
-            }
-            String topic = p.topicName();
-            int start = topic.indexOf('/') + 1;
-            tally.record(topic.substring(start, topic.indexOf('/', start)), p.payload().getByteBuf().nioBuffer());
-        });
-        client.connect(port, host).toCompletionStage().toCompletableFuture().join();
-        java.util.concurrent.CompletableFuture<Void> subAck = new java.util.concurrent.CompletableFuture<>();
-        client.subscribeCompletionHandler(ack -> subAck.complete(null));
-        client.subscribe(filter, 1);
-        subAck.orTimeout(10, java.util.concurrent.TimeUnit.SECONDS).join();
+        boolean manual = ackDelay > 0;
+        if (protocol.equals("3.1.1")) {
+            v5 = null;
+            v3 = MqttClient.builder().useMqttVersion3().identifier("raw-" + runId).serverHost(host).serverPort(port)
+                    .buildAsync();
+            v3.connectWith().cleanSession(true).send().join();
+            v3.subscribeWith().topicFilter(filter).qos(MqttQos.AT_LEAST_ONCE)
+                    .callback(p -> received(p.getTopic(), p.getPayload().orElse(null), p::acknowledge))
+                    .manualAcknowledgement(manual)
+                    .send().orTimeout(10, TimeUnit.SECONDS).join();
+        } else if (protocol.equals("5")) {
+            v3 = null;
+            v5 = MqttClient.builder().useMqttVersion5().identifier("raw-" + runId).serverHost(host).serverPort(port)
+                    .buildAsync();
+            v5.connectWith().cleanStart(true).send().join();
+            v5.subscribeWith().topicFilter(filter).qos(MqttQos.AT_LEAST_ONCE)
+                    .callback(p -> received(p.getTopic(), p.getPayload().orElse(null), p::acknowledge))
+                    .manualAcknowledgement(manual)
+                    .send().orTimeout(10, TimeUnit.SECONDS).join();
+        } else {
+            throw new IllegalArgumentException("bench.raw.protocol must be 5 or 3.1.1, not " + protocol);
+        }
+    }
+
+    /** On the client's event loop: count it, and (only with the ack delay) acknowledge it later. */
+    private void received(MqttTopic topic, ByteBuffer payload, Runnable ack) {
+        if (delayedAcks != null) {
+            long delay = 1 + ThreadLocalRandom.current().nextLong(ackDelay);
+            delayedAcks.schedule(ack, delay, TimeUnit.MILLISECONDS);
+        }
+        String t = topic.toString();
+        int start = t.indexOf('/') + 1;
+        // slice: absolute reads in Payloads start at the payload's first byte whatever the buffer's position
+        if (payload != null) {
+            tally.record(t.substring(start, t.indexOf('/', start)), payload.slice());
+        }
     }
 
     @Override
     public void close() {
-        client.disconnect().toCompletionStage().toCompletableFuture().join();
-        vertx.close().toCompletionStage().toCompletableFuture().join();
+        try {
+            if (v5 != null) {
+                v5.disconnect().orTimeout(5, TimeUnit.SECONDS).join();
+            } else {
+                v3.disconnect().orTimeout(5, TimeUnit.SECONDS).join();
+            }
+        } finally {
+            if (delayedAcks != null) {
+                delayedAcks.shutdownNow();
+            }
+        }
     }
 }

@@ -46,6 +46,21 @@ public final class GatewayProcess implements AutoCloseable {
      */
     public static GatewayProcess start(String javaBinary, Path jar, Map<String, String> config,
             List<String> jvmOptions, Path logFile) {
+        return start(javaBinary, jar, config, jvmOptions, logFile, Map.of());
+    }
+
+    /**
+     * As {@link #start(Map, List, Path)}, with extra environment variables for the process (e.g. {@code HOSTNAME},
+     * which with the HTTP port makes the gateway's instance id, as a pod name does).
+     */
+    public static GatewayProcess start(Map<String, String> config, List<String> jvmOptions, Path logFile,
+            Map<String, String> env) {
+        return start(LocalServers.java(), DEFAULT_JAR, config, jvmOptions, logFile, env);
+    }
+
+    /** As {@link #start(String, Path, Map, List, Path)}, with extra environment variables for the process. */
+    public static GatewayProcess start(String javaBinary, Path jar, Map<String, String> config,
+            List<String> jvmOptions, Path logFile, Map<String, String> env) {
         if (!Files.exists(jar)) {
             throw new IllegalStateException("Build the gateway first: mvn package -DskipTests (no " + jar + ")");
         }
@@ -58,6 +73,7 @@ public final class GatewayProcess implements AutoCloseable {
         command.add("-jar");
         command.add(jar.toString());
         ProcessBuilder builder = new ProcessBuilder(command);
+        builder.environment().putAll(env);
         if (logFile == null) {
             builder.inheritIO();
         } else {
