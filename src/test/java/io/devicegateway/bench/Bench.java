@@ -25,7 +25,13 @@ import io.devicegateway.testing.LocalServers;
  * <p>Options (system properties): {@code bench.scale} (multiplies message counts, default 1),
  * {@code bench.inflight} (Mosquitto max_inflight_messages, which only 3.1.1 subscribers get; default 0 = the
  * broker's default, 20), {@code bench.scenarios} (comma-separated names, default all), {@code bench.raw.protocol}
- * (the raw subscriber's MQTT version, 5 or 3.1.1; default 5).
+ * (the raw subscriber's MQTT version, 5 or 3.1.1; default 5), {@code bench.raw.receive-maximum} (explicit Receive
+ * Maximum for the raw MQTT 5 subscriber; default: the client's default, which Mosquitto treats as its
+ * max_inflight_messages, 20), {@code bench.e2e-window} (for the unpaced scenarios: the most messages all devices keep
+ * published but not yet delivered; default 1000; 0 = an open-loop flood). A stock Mosquitto never pushes back on QoS 1
+ * publishers: it acknowledges them and drops what does not fit a subscriber's queue. Measured on Debian's 2.0.11
+ * (10 publishers, one subscriber, 200,000 messages): open loop, about 1 % arrives; with a window of N, about N are
+ * still dropped, whatever the subscriber's protocol or Receive Maximum. Each row reports what the broker dropped.
  */
 public final class Bench {
 
@@ -34,7 +40,8 @@ public final class Bench {
     }
 
     record Result(Scenario scenario, long sent, long delivered, long duplicates, long outOfOrder, double seconds,
-            Stats latency, long publishFailures, Map<String, Long> cpuMillis, double gatewayP99Millis) {
+            Stats latency, long publishFailures, Map<String, Long> cpuMillis, double gatewayP99Millis,
+            long brokerDropped, long window) {
 
         long missing() {
             return sent - delivered;
@@ -73,7 +80,9 @@ public final class Bench {
 
         System.err.printf("bench: starting local Kafka, Mosquitto (%s), Redis%n",
                 inflight > 0 ? "max_inflight_messages " + inflight : "default settings");
-        try (LocalServers servers = LocalServers.start("bench", inflight)) {
+        // notice-level log: Mosquitto names the client whose queue overflows (logging only, not behaviour)
+        try (LocalServers servers = LocalServers.startWith("bench", inflight,
+                m -> m.extraConfig.add("log_type notice"))) {
             Map<String, String> config = new LinkedHashMap<>(servers.gatewayConfig());
             config.put("gateway.mqtt.client-id", "dgw-bench");
             config.put("gateway.grpc.auth.tokens", io.devicegateway.testing.Agents.tokensConfig());
@@ -195,15 +204,27 @@ public final class Bench {
             topicPattern = "devices/%s/telemetry";
         }
         long sent = s.devices() * s.perDevice();
+        long window = s.rate() > 0 ? 0 : Long.getLong("bench.e2e-window", 1000);
+        long droppedBefore = BrokerStats.droppedSoFar(servers.mosquitto.port);
         Map<String, Long> cpuBefore = cpu(servers, gatewayPid);
         long failures;
         long start;
         try (DeviceSimulator sim = new DeviceSimulator("127.0.0.1", servers.mosquitto.port, runId, s.devices(),
                 topicPattern)) {
+            sim.endToEndWindow(tally::delivered, window);
             start = System.nanoTime();
             sim.run(s.perDevice(), s.size(), s.qos(), s.rate());
             failures = sim.failures();
             awaitDelivery(tally, sent, start);
+            if (tally.delivered() < sent) {
+                for (String d : sim.deviceIds()) {
+                    java.util.BitSet lost = tally.missingSet(d, sim.acknowledged(d));
+                    if (!lost.isEmpty()) {
+                        System.err.printf("bench: %s: %d missing on %s, first %s, last %d%n", s.name(),
+                                lost.cardinality(), d, lost.stream().limit(5).boxed().toList(), lost.length() - 1);
+                    }
+                }
+            }
         }
         try {
             sink.close();
@@ -219,8 +240,10 @@ public final class Bench {
         }
         double gatewayP99 = s.raw() ? Double.NaN
                 : p99Millis(bucketsBefore, gateway.buckets("gateway_ingest_latency_seconds"));
+        long droppedAfter = BrokerStats.droppedSoFar(servers.mosquitto.port);
+        long dropped = droppedBefore < 0 || droppedAfter < 0 ? -1 : droppedAfter - droppedBefore;
         return new Result(s, sent, tally.delivered(), tally.duplicates(), tally.outOfOrder(), seconds,
-                tally.latency, failures, cpuUsed, gatewayP99);
+                tally.latency, failures, cpuUsed, gatewayP99, dropped, window);
     }
 
     /** Until everything arrived, or nothing new arrived for IDLE_TIMEOUT, or MAX_SCENARIO passed. */
@@ -255,12 +278,15 @@ public final class Bench {
         return String.format(Locale.ROOT,
                 "{\"scenario\":\"%s\",\"path\":\"%s\",\"devices\":%d,\"size\":%d,\"qos\":%d,\"rate\":%d,"
                         + "\"sent\":%d,\"delivered\":%d,\"missing\":%d,\"duplicates\":%d,\"out_of_order\":%d,"
-                        + "\"publish_failures\":%d,\"seconds\":%.3f,\"throughput_msg_s\":%.0f,\"latency_ms\":%s,"
+                        + "\"publish_failures\":%d,\"broker_dropped\":%d,\"e2e_window\":%d,\"seconds\":%.3f,"
+                        + "\"throughput_msg_s\":%.0f,\"latency_ms\":%s,"
                         + "\"gateway_p99_ms\":%s,\"gateway_cpu_us_per_msg\":%s,\"cpu_ms\":%s%s}",
-                s.name(), s.raw() ? "broker->subscriber(mqtt" + System.getProperty("bench.raw.protocol", "5") + ")"
+                s.name(), s.raw() ? "broker->subscriber(mqtt" + System.getProperty("bench.raw.protocol", "5")
+                        + (Integer.getInteger("bench.raw.receive-maximum", 0) > 0
+                                ? ",receive-maximum=" + Integer.getInteger("bench.raw.receive-maximum") : "") + ")"
                         : "broker->gateway->kafka", s.devices(), s.size(), s.qos(),
                 s.rate(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(), r.publishFailures(),
-                r.seconds(), r.throughput(), r.latency().json(),
+                r.brokerDropped(), r.window(), r.seconds(), r.throughput(), r.latency().json(),
                 Double.isNaN(r.gatewayP99Millis()) ? "null" : String.format(Locale.ROOT, "%.1f", r.gatewayP99Millis()),
                 Double.isNaN(r.gatewayCpuMicrosPerMessage()) ? "null"
                         : String.format(Locale.ROOT, "%.1f", r.gatewayCpuMicrosPerMessage()),
@@ -275,8 +301,8 @@ public final class Bench {
 
     static void printTable(List<Result> results) {
         System.out.println();
-        System.out.printf("%-22s %8s %9s %7s %5s %6s %9s %7s %8s %8s %10s %10s%n", "scenario", "sent", "delivered",
-                "missing", "dups", "ooo", "msg/s", "of raw", "p50 ms", "p99 ms", "gw p99 ms", "gw us/msg");
+        System.out.printf("%-22s %8s %9s %7s %5s %6s %8s %9s %7s %8s %8s %10s %10s%n", "scenario", "sent", "delivered",
+                "missing", "dups", "ooo", "brk drop", "msg/s", "of raw", "p50 ms", "p99 ms", "gw p99 ms", "gw us/msg");
         for (Result r : results) {
             String ofRaw = "";
             for (Result raw : results) {
@@ -285,15 +311,19 @@ public final class Bench {
                     ofRaw = String.format(Locale.ROOT, "%.0f%%", 100 * r.throughput() / raw.throughput());
                 }
             }
-            System.out.printf(Locale.ROOT, "%-22s %8d %9d %7d %5d %6d %9.0f %7s %8.2f %8.2f %10s %10s%n",
+            System.out.printf(Locale.ROOT, "%-22s %8d %9d %7d %5d %6d %8d %9.0f %7s %8.2f %8.2f %10s %10s%n",
                     r.scenario().name(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(),
-                    r.throughput(), ofRaw, r.latency().percentileMillis(50), r.latency().percentileMillis(99),
+                    r.brokerDropped(), r.throughput(), ofRaw, r.latency().percentileMillis(50),
+                    r.latency().percentileMillis(99),
                     Double.isNaN(r.gatewayP99Millis()) ? "-" : String.format(Locale.ROOT, "%.1f", r.gatewayP99Millis()),
                     Double.isNaN(r.gatewayCpuMicrosPerMessage()) ? "-"
                             : String.format(Locale.ROOT, "%.1f", r.gatewayCpuMicrosPerMessage()));
         }
-        System.out.println("ooo: messages that arrived after a later one of the same device; p50/p99: device publish to"
-                + " Kafka consumer (end to end; raw: to the subscriber); gw p99: MQTT receipt to Kafka ack inside the"
-                + " gateway (histogram bucket bound); gw us/msg: gateway process CPU (user+system) per message");
+        System.out.println("ooo: messages that arrived after a later one of the same device; brk drop: messages"
+                + " Mosquitto itself dropped ($SYS counter); unpaced scenarios keep at most bench.e2e-window ("
+                + Long.getLong("bench.e2e-window", 1000) + ") messages published and not yet delivered; p50/p99: device"
+                + " publish to Kafka consumer (end to end; raw: to the subscriber); gw p99: MQTT receipt to Kafka ack"
+                + " inside the gateway (histogram bucket bound); gw us/msg: gateway process CPU (user+system) per"
+                + " message");
     }
 }

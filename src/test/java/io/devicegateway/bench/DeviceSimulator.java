@@ -26,6 +26,9 @@ public final class DeviceSimulator implements AutoCloseable {
     /** Sequence numbers the broker acknowledged (PUBACK to the device), per device: what must not be lost. */
     private final java.util.Map<String, java.util.BitSet> acked = new java.util.concurrent.ConcurrentHashMap<>();
     private final AtomicLong ackedCount = new AtomicLong();
+    private final AtomicLong published = new AtomicLong();
+    private volatile java.util.function.LongSupplier delivered;
+    private volatile long endToEndWindow;
 
     /**
      * @param topicPattern topic with {@code %s} for the device id, e.g. {@code devices/%s/telemetry}
@@ -40,6 +43,20 @@ public final class DeviceSimulator implements AutoCloseable {
             clients.add(client);
             deviceIds.add(id);
         }
+    }
+
+    /**
+     * Closed loop: all devices together keep at most {@code window} messages published but not yet {@code delivered}
+     * (counted where they end up: the subscriber or Kafka). A stock Mosquitto never pushes back on publishers: it
+     * acknowledges every QoS 1 publish and drops what no longer fits a subscriber's queue (max_queued_messages,
+     * default 1000; Debian's 2.0.11 also caps each client's unsent packets at it), so an unthrottled flood mostly
+     * measures the broker's drops. With a window the rate is what the path sustains (drops then are about one window's
+     * worth per run on 2.0.11, reported separately).
+     */
+    public DeviceSimulator endToEndWindow(java.util.function.LongSupplier delivered, long window) {
+        this.delivered = delivered;
+        this.endToEndWindow = window;
+        return this;
     }
 
     public List<String> deviceIds() {
@@ -111,6 +128,11 @@ public final class DeviceSimulator implements AutoCloseable {
                 Thread.currentThread().interrupt();
                 return;
             }
+            if (!awaitEndToEndWindow()) {
+                failures.incrementAndGet();
+                return;
+            }
+            published.incrementAndGet();
             long sequence = seq;
             client.publishWith().topic(topic).qos(mqttQos)
                     .payload(Payloads.make(seq, size)).send()
@@ -131,6 +153,29 @@ public final class DeviceSimulator implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+    }
+
+    /** False when nothing was delivered for 30 s while the window was full. */
+    private boolean awaitEndToEndWindow() {
+        java.util.function.LongSupplier out = delivered;
+        long window = endToEndWindow;
+        if (out == null || window <= 0) {
+            return true;
+        }
+        long waitingSince = 0;
+        long lastDelivered = -1;
+        while (published.get() - out.getAsLong() >= window) {
+            long now = System.nanoTime();
+            long d = out.getAsLong();
+            if (d != lastDelivered) {
+                lastDelivered = d;
+                waitingSince = now;
+            } else if (now - waitingSince > 30_000_000_000L) {
+                return false;
+            }
+            java.util.concurrent.locks.LockSupport.parkNanos(50_000); // pacing the load, not synchronising a test
+        }
+        return true;
     }
 
     @Override

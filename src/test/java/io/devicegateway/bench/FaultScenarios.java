@@ -12,19 +12,12 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-
-import com.hivemq.client.mqtt.MqttClient;
-import com.hivemq.client.mqtt.MqttGlobalPublishFilter;
-import com.hivemq.client.mqtt.datatypes.MqttQos;
-import com.hivemq.client.mqtt.mqtt3.Mqtt3BlockingClient;
-import com.hivemq.client.mqtt.mqtt3.message.publish.Mqtt3Publish;
 
 import io.devicegateway.testing.GatewayProcess;
 import io.devicegateway.testing.LocalServers;
@@ -273,29 +266,11 @@ public final class FaultScenarios {
         }
 
         /**
-         * Messages the broker dropped because a session's queue was full: its {@code $SYS} counter (published every
-         * 10 s, only when it changes; by the time a row is taken at least one interval has passed whenever something
-         * was missing), -1 when it cannot be read.
+         * Messages the broker dropped because a session's queue was full ({@link BrokerStats}; by the time a row is
+         * taken at least one 10 s $SYS interval has passed whenever something was missing), -1 when unreadable.
          */
         long brokerDropped() {
-            if (servers.mosquitto.pid() < 0) {
-                return -1;
-            }
-            Mqtt3BlockingClient client = MqttClient.builder().useMqttVersion3().identifier("sys-" + runId)
-                    .serverHost("127.0.0.1").serverPort(servers.mosquitto.port).buildBlocking();
-            try {
-                client.connect();
-                try (Mqtt3BlockingClient.Mqtt3Publishes publishes = client.publishes(MqttGlobalPublishFilter.ALL)) {
-                    client.subscribeWith().topicFilter("$SYS/broker/publish/messages/dropped")
-                            .qos(MqttQos.AT_MOST_ONCE).send();
-                    Optional<Mqtt3Publish> p = publishes.receive(2, TimeUnit.SECONDS);
-                    return p.map(m -> Long.parseLong(new String(m.getPayloadAsBytes()).trim())).orElse(0L);
-                } finally {
-                    client.disconnect();
-                }
-            } catch (Exception e) {
-                return -1;
-            }
+            return servers.mosquitto.pid() < 0 ? -1 : BrokerStats.droppedSoFar(servers.mosquitto.port);
         }
 
         /** Client ids whose session queue overflowed, from mosquitto.log. */
@@ -398,6 +373,10 @@ public final class FaultScenarios {
                 if (!dropping.isEmpty()) {
                     row = row.withNote("broker queue overflowed for " + dropping);
                 }
+                if (row.missing() > 0 && row.brokerDropped() >= row.missing()) {
+                    row = row.withNote("the broker dropped at least as many messages as are missing: a full session "
+                            + "queue (max_queued_messages), not the gateway; see faults.max-queued");
+                }
                 rows.add(row);
                 System.out.println(row.json());
             }
@@ -460,8 +439,8 @@ public final class FaultScenarios {
         double ready = (System.nanoTime() - restarting) / 1e9;
         s.gateways.set(1, restarted);
         s.awaitPublished();
-        Row row = s.row(s.settledRecovery(recovery), String.format(Locale.ROOT, "2 gateways (shared group), one SIGKILLed and "
-                + "restarted 3 s later with the same HOSTNAME and port, ready in %.1f s", ready));
+        Row row = s.row(s.settledRecovery(recovery), String.format(Locale.ROOT, "2 gateways (shared group), one "
+                + "SIGKILLed and restarted 3 s later with the same HOSTNAME and port, ready in %.1f s", ready));
         return row.withNote(String.format(Locale.ROOT, "leased %s before, %s after the restart (%s); "
                 + "sessions adopted by the survivor %.0f%s", before, s.leasedId(restarted),
                 s.fromLog(restarted, "MQTT connected to \\S+ as \\S+ \\((session present: \\w+)"),
@@ -722,7 +701,8 @@ public final class FaultScenarios {
         String describe(GatewayProcess gateway) {
             return String.format(Locale.ROOT,
                     "gateway RSS %d -> max %d MiB, max in-flight %.0f, MQTT reconnects %.0f -> %.0f during the "
-                            + "outage (%s), MQTT connected throughout: %s, broker RSS %d -> max %d MiB, gateway alive: %s",
+                            + "outage (%s), MQTT connected throughout: %s, broker RSS %d -> max %d MiB, "
+                            + "gateway alive: %s",
                     rssBefore, maxRss, maxInFlight, reconnectsBefore, reconnectsAfter,
                     reconnectsAfter == reconnectsBefore ? "connection stayed up" : "RECONNECTED",
                     minConnected == 1.0, brokerRssBefore, maxBrokerRss, gateway.alive());

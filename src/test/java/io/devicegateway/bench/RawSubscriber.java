@@ -15,10 +15,12 @@ import com.hivemq.client.mqtt.mqtt5.Mqtt5AsyncClient;
 /**
  * The broker's own limit: one plain subscriber, acknowledging every QoS 1 message on receipt. What it receives per
  * second is the ceiling the gateway is measured against. It speaks MQTT 5 like the gateway (HiveMQ client, clean
- * start, the client's default Receive Maximum), so the broker gives it the flow window it asks for rather than its
- * 3.1.1 {@code max_inflight_messages}. {@code -Dbench.raw.protocol=3.1.1} makes it a 3.1.1 subscriber instead (the
- * broker's window, default 20, then applies); {@code -Dbench.raw.ack-delay-ms=N} (diagnostic) acknowledges each
- * message 1..N ms late and out of order, the way Kafka completions would.
+ * start, the client's default Receive Maximum). Note: the default (65535) is not sent on the wire, and Mosquitto 2.0
+ * then gives the client its {@code max_inflight_messages} window (default 20), exactly as for a 3.1.1 client (measured
+ * on 2.0.11: 20 unacknowledged messages delivered with the default, 5000 of 5000 with 65534).
+ * {@code -Dbench.raw.receive-maximum=N} sends an explicit Receive Maximum (the gateway sends 1000);
+ * {@code -Dbench.raw.protocol=3.1.1} makes it a 3.1.1 subscriber; {@code -Dbench.raw.ack-delay-ms=N} (diagnostic)
+ * acknowledges each message 1..N ms late and out of order, the way Kafka completions would.
  */
 final class RawSubscriber implements AutoCloseable {
 
@@ -45,7 +47,12 @@ final class RawSubscriber implements AutoCloseable {
             v3 = null;
             v5 = MqttClient.builder().useMqttVersion5().identifier("raw-" + runId).serverHost(host).serverPort(port)
                     .buildAsync();
-            v5.connectWith().cleanStart(true).send().join();
+            int receiveMaximum = Integer.getInteger("bench.raw.receive-maximum", 0);
+            var connect = v5.connectWith().cleanStart(true);
+            if (receiveMaximum > 0) {
+                connect = connect.restrictions().receiveMaximum(receiveMaximum).applyRestrictions();
+            }
+            connect.send().join();
             v5.subscribeWith().topicFilter(filter).qos(MqttQos.AT_LEAST_ONCE)
                     .callback(p -> received(p.getTopic(), p.getPayload().orElse(null), p::acknowledge))
                     .manualAcknowledgement(manual)

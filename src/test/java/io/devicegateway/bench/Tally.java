@@ -11,7 +11,8 @@ final class Tally {
     private final Map<String, BitSet> seen = new HashMap<>();
     private final Map<String, Long> lastSeq = new HashMap<>();
     final Stats latency = new Stats();
-    private long delivered;
+    /** Written under the lock, readable without it (publishers poll it for their end-to-end window). */
+    private volatile long delivered;
     private long duplicates;
     private long outOfOrder;
     private long lastNanos;
@@ -40,15 +41,20 @@ final class Tally {
 
     /** Acknowledged by the broker but never seen here: lost. */
     synchronized long missing(String deviceId, BitSet acknowledged) {
+        return missingSet(deviceId, acknowledged).cardinality();
+    }
+
+    /** The sequence numbers acknowledged by the broker but never seen here. */
+    synchronized BitSet missingSet(String deviceId, BitSet acknowledged) {
         BitSet lost = (BitSet) acknowledged.clone();
         BitSet got = seen.get(deviceId);
         if (got != null) {
             lost.andNot(got);
         }
-        return lost.cardinality();
+        return lost;
     }
 
-    synchronized long delivered() {
+    long delivered() {
         return delivered;
     }
 
