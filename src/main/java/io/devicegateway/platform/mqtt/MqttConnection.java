@@ -544,10 +544,6 @@ public class MqttConnection {
         }
     }
 
-    boolean inboundPaused() {
-        return inboundPaused;
-    }
-
     /** Whether reads are paused at the in-flight bound (cheap; any thread). */
     public boolean inboundIsPaused() {
         return inboundPaused;

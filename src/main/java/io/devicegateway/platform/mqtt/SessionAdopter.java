@@ -154,7 +154,7 @@ final class SessionAdopter {
             }
         });
         adopting = link;
-        if (connection.inboundPaused()) {
+        if (connection.inboundIsPaused()) {
             link.readsPaused(true);
         }
         link.connect().onSuccess(connAck -> {
