@@ -27,7 +27,8 @@ import io.devicegateway.testing.LocalServers;
  * broker's default, 20), {@code bench.scenarios} (comma-separated names, default all), {@code bench.raw.protocol}
  * (the raw subscriber's MQTT version, 5 or 3.1.1; default 5), {@code bench.raw.receive-maximum} (explicit Receive
  * Maximum for the raw MQTT 5 subscriber; default: the client's default, which Mosquitto treats as its
- * max_inflight_messages, 20), {@code bench.e2e-window} (for the unpaced scenarios: the most messages all devices keep
+ * max_inflight_messages, 20), {@code bench.gateway.jar} (another build's
+ * {@code quarkus-run.jar}, to compare versions in the same conditions), {@code bench.e2e-window} (for the unpaced scenarios: the most messages all devices keep
  * published but not yet delivered; default 1000; 0 = an open-loop flood). A stock Mosquitto never pushes back on QoS 1
  * publishers: it acknowledges them and drops what does not fit a subscriber's queue. Measured on Debian's 2.0.11
  * (10 publishers, one subscriber, 200,000 messages): open loop, about 1 % arrives; with a window of N, about N are
@@ -88,7 +89,10 @@ public final class Bench {
             config.put("gateway.grpc.auth.tokens", io.devicegateway.testing.Agents.tokensConfig());
             Path log = servers.workDir.resolve("gateway.log");
             System.err.println("bench: starting the gateway, log in " + log);
-            try (GatewayProcess gateway = GatewayProcess.start(config, gatewayJvmOptions(), log)
+            // bench.gateway.jar: another build's quarkus-run.jar, to compare two versions on the same scenarios
+            Path jar = Path.of(System.getProperty("bench.gateway.jar", GatewayProcess.DEFAULT_JAR.toString()));
+            try (GatewayProcess gateway = GatewayProcess.start(ProcessHandle.current().info().command().orElse("java"),
+                    jar, config, gatewayJvmOptions(), log)
                     .awaitReady(Duration.ofSeconds(60))) {
                 List<Result> results = new ArrayList<>();
                 for (Scenario s : scenarios) {
