@@ -71,9 +71,18 @@ public class CommandResults {
         });
     }
 
+    /**
+     * False while the results writer holds its bound of unwritten results (Kafka down or refusing): new commands
+     * are then refused with UNAVAILABLE rather than queueing results without limit.
+     */
+    public boolean accepting() {
+        return kafka.hasRoom();
+    }
+
+    /** Bounded even while Kafka is down. */
     @PreDestroy
     void close() {
-        kafka.flush(Duration.ofSeconds(5));
-        kafka.close();
+        kafka.flush(Duration.ofSeconds(2));
+        kafka.close(Duration.ofSeconds(1));
     }
 }

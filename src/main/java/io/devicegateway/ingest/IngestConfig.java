@@ -23,4 +23,12 @@ public interface IngestConfig {
      */
     @WithDefault("2000")
     int maxInFlight();
+
+    /**
+     * The same bound in payload bytes (2,000 messages of 256 KiB would be 0.5 GiB). Reading stops at whichever
+     * bound is reached first and resumes once both are at half. Default 32 MiB; with the protobuf envelope and the
+     * Kafka producer's copy, ingest holds at most about three times this on the heap.
+     */
+    @WithDefault("33554432")
+    long maxInFlightBytes();
 }

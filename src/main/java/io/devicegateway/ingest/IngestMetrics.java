@@ -24,6 +24,7 @@ public class IngestMetrics {
     private final Timer latency;
     private final Counter kafkaRetries;
     final AtomicInteger inFlight = new AtomicInteger();
+    final java.util.concurrent.atomic.AtomicLong inFlightBytes = new java.util.concurrent.atomic.AtomicLong();
 
     IngestMetrics(MeterRegistry registry) {
         for (MessageKind kind : new MessageKind[] { MessageKind.TELEMETRY, MessageKind.EVENT }) {
@@ -45,6 +46,8 @@ public class IngestMetrics {
                 .description("Records re-sent after Kafka refused or timed out a write").register(registry);
         Gauge.builder("gateway.ingest.in.flight", inFlight, AtomicInteger::get)
                 .description("Messages received from MQTT and not yet acknowledged by Kafka").register(registry);
+        Gauge.builder("gateway.ingest.in.flight.bytes", inFlightBytes, java.util.concurrent.atomic.AtomicLong::get)
+                .description("Payload bytes of the messages in flight").register(registry);
     }
 
     void ingested(MessageKind kind, long receivedAtNanos) {

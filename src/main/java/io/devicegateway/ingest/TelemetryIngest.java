@@ -39,6 +39,7 @@ import io.devicegateway.v1.MessageKind;
 public class TelemetryIngest implements MqttSubscription {
 
     private static final Logger LOG = Logger.getLogger(TelemetryIngest.class);
+    private static final String PAUSE_HOLDER = "ingest";
 
     private final IngestConfig config;
     private final GatewayKafkaConfig.Topics topics;
@@ -68,9 +69,7 @@ public class TelemetryIngest implements MqttSubscription {
 
     @Override
     public void onMessage(InboundMessage message) {
-        if (metrics.inFlight.incrementAndGet() >= config.maxInFlight()) {
-            connection.pauseInbound();
-        }
+        taken(message);
         DeviceTopic.Parsed parsed = DeviceTopic.parse(message.topic());
         RejectReason rejection = parsed.rejection();
         if (rejection == null && parsed.topic().kind() != TopicKind.TELEMETRY
@@ -106,7 +105,7 @@ public class TelemetryIngest implements MqttSubscription {
      * guarantee: the message is acknowledged once its dead-letter record is in Kafka.
      */
     public void reject(InboundMessage message, RejectReason reason) {
-        metrics.inFlight.incrementAndGet();
+        taken(message);
         deadLetter(message, DeviceTopic.parse(message.topic()), reason);
     }
 
@@ -166,23 +165,37 @@ public class TelemetryIngest implements MqttSubscription {
         } else {
             metrics.ingested(record.kind(), record.source().receivedAtNanos());
         }
-        released();
+        released(record.source());
     }
 
-    /** Reading resumes whenever in-flight work is at or below half the bound (not only when it hits one value). */
-    private void released() {
-        if (metrics.inFlight.decrementAndGet() <= config.maxInFlight() / 2 && connection.inboundIsPaused()) {
-            connection.resumeInbound();
+    /** Counts a message in; at either bound (messages, payload bytes) reading stops until Kafka catches up. */
+    private void taken(InboundMessage message) {
+        int count = metrics.inFlight.incrementAndGet();
+        long bytes = metrics.inFlightBytes.addAndGet(message.payloadBytes().length);
+        if (count >= config.maxInFlight() || bytes >= config.maxInFlightBytes()) {
+            connection.pauseInbound(PAUSE_HOLDER);
+        }
+    }
+
+    /** Exactly once per message taken. Reading resumes whenever both counts are at or below half their bound. */
+    private void released(InboundMessage message) {
+        int count = metrics.inFlight.decrementAndGet();
+        long bytes = metrics.inFlightBytes.addAndGet(-message.payloadBytes().length);
+        if (count <= config.maxInFlight() / 2 && bytes <= config.maxInFlightBytes() / 2
+                && connection.inboundPausedBy(PAUSE_HOLDER)) {
+            connection.resumeInbound(PAUSE_HOLDER);
         }
     }
 
     /**
-     * Kafka refused the record for good (e.g. over the broker's size limit): it becomes a dead letter. A dead
-     * letter Kafka refuses is not acknowledged: the broker keeps the message and redelivers it after a reconnect.
+     * Kafka refused the record for its size (over the broker's or topic's limit; the writer retries every other
+     * refusal until it is written): it becomes a dead letter without its payload. A dead letter Kafka refuses for
+     * size is not acknowledged: the broker keeps the message and redelivers it after a reconnect.
      */
     private void rejectedByKafka(Record record, Exception error) {
         if (record.reason() == null) {
-            LOG.warnf("Kafka rejected a record for %s (%s); dead-lettering it", record.topic(), error.toString());
+            LOG.warnf("Kafka refused a record for %s for its size (%s); dead-lettering it without its payload",
+                    record.topic(), error.toString());
             RecordHeaders headers = new RecordHeaders(record.headers().toArray());
             headers.add(Envelopes.HEADER_REASON, RejectReason.KAFKA_REJECTED.code().getBytes(StandardCharsets.UTF_8));
             headers.add(Envelopes.HEADER_PAYLOAD_SIZE,
@@ -198,13 +211,14 @@ public class TelemetryIngest implements MqttSubscription {
         } else {
             LOG.errorf("Kafka rejected a dead letter for %s (%s); the broker keeps the message", record.key(),
                     error.toString());
-            released();
+            released(record.source());
         }
     }
 
+    /** Bounded even while Kafka is down: what is not written by then stays unacknowledged on the broker. */
     @PreDestroy
     void close() {
-        kafka.flush(Duration.ofSeconds(10));
-        kafka.close();
+        kafka.flush(Duration.ofSeconds(3));
+        kafka.close(Duration.ofSeconds(2));
     }
 }

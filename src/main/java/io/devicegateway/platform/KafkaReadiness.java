@@ -36,6 +36,10 @@ public class KafkaReadiness implements HealthCheck {
     Map<String, Object> kafkaConfig;
     @Inject
     Vertx vertx;
+    @Inject
+    io.devicegateway.platform.kafka.KafkaWriters writers;
+    @Inject
+    io.devicegateway.platform.kafka.GatewayKafkaConfig gatewayKafka;
 
     private Admin admin;
     private volatile long lastSuccessMillis;
@@ -71,11 +75,22 @@ public class KafkaReadiness implements HealthCheck {
     @Override
     public HealthCheckResponse call() {
         boolean up = System.currentTimeMillis() - lastSuccessMillis < STALE_AFTER_MS;
-        var response = HealthCheckResponse.named("kafka").status(up);
+        var response = HealthCheckResponse.named("kafka");
         if (!up && lastError != null) {
             response.withData("error", lastError);
         }
-        return response.build();
+        // a reachable cluster that refuses our writes (e.g. an ACL) is as bad as an unreachable one
+        long stallLimit = gatewayKafka.writer().stallTimeout().toMillis();
+        for (var writer : writers.writers()) {
+            long stalled = writer.stalledMillis();
+            if (stalled > stallLimit) {
+                up = false;
+                String error = writer.lastError();
+                response.withData("writer-" + writer.name(), writer.pending() + " record(s) unwritten for "
+                        + stalled / 1000 + " s" + (error == null ? "" : "; last error: " + error));
+            }
+        }
+        return response.status(up).build();
     }
 
     @PreDestroy

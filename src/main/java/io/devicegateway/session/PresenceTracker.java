@@ -1,6 +1,7 @@
 package io.devicegateway.session;
 
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
 
@@ -39,6 +40,7 @@ public class PresenceTracker implements MqttSubscription {
     private final MqttConnection connection;
     private final OrderedKafkaWriter kafka;
     private final String presenceTopic;
+    private static final String PAUSE_HOLDER = "presence";
     private final PresenceClock clock = new PresenceClock();
 
     PresenceTracker(SessionConfig config, SessionStore store, TelemetryIngest ingest, MqttConnection connection,
@@ -80,6 +82,9 @@ public class PresenceTracker implements MqttSubscription {
                 .setVersion(update.version()).setAtMs(update.atMillis()).setGatewayInstance(update.gateway())
                 .setFromRetained(update.retained()).build();
         kafka.send(new ProducerRecord<>(presenceTopic, deviceId, record.toByteArray()), (metadata, error) -> {
+            if (connection.inboundPausedBy(PAUSE_HOLDER) && kafka.hasRoom()) {
+                connection.resumeInbound(PAUSE_HOLDER);
+            }
             if (error != null) {
                 LOG.errorf("Kafka refused a presence record for %s (%s); the broker keeps the message", deviceId,
                         error.toString());
@@ -88,10 +93,15 @@ public class PresenceTracker implements MqttSubscription {
             message.ack();
             store.applyPresence(update);
         });
+        if (!kafka.hasRoom()) {
+            connection.pauseInbound(PAUSE_HOLDER); // Kafka is behind: the broker keeps the rest
+        }
     }
 
+    /** Bounded: a presence record not written by then stays unacknowledged on the broker. */
     @PreDestroy
     void close() {
-        kafka.close();
+        kafka.flush(Duration.ofSeconds(2));
+        kafka.close(Duration.ofSeconds(1));
     }
 }

@@ -40,6 +40,7 @@ class KafkaOutageTest {
 
     private static final Duration TIMEOUT = Duration.ofSeconds(60);
     private static final int MAX_IN_FLIGHT = 100;
+    private static final long MAX_IN_FLIGHT_BYTES = 1 << 20;
 
     /** Own Kafka, Mosquitto and Redis (this test stops Kafka), and the wire tap in front of Mosquitto. */
     public static class OwnServers implements QuarkusTestProfile, QuarkusTestResourceLifecycleManager {
@@ -53,7 +54,12 @@ class KafkaOutageTest {
 
         @Override
         public Map<String, String> start() {
-            servers = LocalServers.startWith("kafka-outage", 0, m -> m.maxQueuedMessages = 1_000_000);
+            // an authorizer that allows everything until a test adds a DENY ACL (a refusal that is not about size)
+            servers = LocalServers.startWith("kafka-outage", 0, m -> m.maxQueuedMessages = 1_000_000, k -> {
+                k.extraConfig.setProperty("authorizer.class.name",
+                        "org.apache.kafka.metadata.authorizer.StandardAuthorizer");
+                k.extraConfig.setProperty("allow.everyone.if.no.acl.found", "true");
+            });
             try {
                 tap = new MqttWireTap(servers.mosquitto.port);
             } catch (IOException e) {
@@ -63,6 +69,8 @@ class KafkaOutageTest {
             config.put("gateway.mqtt.port", Integer.toString(tap.port()));
             config.put("gateway.mqtt.client-id", "dgw-test-outage");
             config.put("gateway.ingest.max-in-flight", Integer.toString(MAX_IN_FLIGHT));
+            config.put("gateway.ingest.max-in-flight-bytes", Long.toString(MAX_IN_FLIGHT_BYTES));
+            config.put("gateway.kafka.writer.stall-timeout", "1s");
             return config;
         }
 
@@ -173,6 +181,91 @@ class KafkaOutageTest {
             assertEquals("10000", KafkaRecords.header(record, "payload-size"));
             assertEquals(0, DeviceMessage.parseFrom(record.value()).getPayload().size());
             Awaitility.await().atMost(TIMEOUT).until(() -> inFlight() == 0.0);
+        } finally {
+            device.disconnect();
+        }
+    }
+
+    @Test
+    void holdsARecordKafkaRefusesForAnotherReasonAndWritesItOnceTheCauseIsFixed() throws Exception {
+        LocalServers servers = OwnServers.servers;
+        awaitReadiness(200);
+        String id = Devices.uniqueId("denied");
+        var deny = new org.apache.kafka.common.acl.AclBinding(
+                new org.apache.kafka.common.resource.ResourcePattern(
+                        org.apache.kafka.common.resource.ResourceType.TOPIC, "iot.telemetry",
+                        org.apache.kafka.common.resource.PatternType.LITERAL),
+                new org.apache.kafka.common.acl.AccessControlEntry("User:ANONYMOUS", "*",
+                        org.apache.kafka.common.acl.AclOperation.WRITE,
+                        org.apache.kafka.common.acl.AclPermissionType.DENY));
+        double refusalsBefore = metric("gateway_kafka_writer_refusals_total{writer=\"ingest\"}");
+        Mqtt3BlockingClient device = Devices.connect(servers.mosquitto.port);
+        try (org.apache.kafka.clients.admin.Admin admin = org.apache.kafka.clients.admin.Admin.create(
+                Map.of("bootstrap.servers", servers.kafka.bootstrapServers()));
+                KafkaRecords telemetry = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.telemetry");
+                KafkaRecords dlq = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.dlq")) {
+            admin.createAcls(List.of(deny)).all().get();
+            try {
+                for (int i = 0; i < 20; i++) {
+                    Devices.publish(device, "devices/" + id + "/telemetry", ("m" + i).getBytes(StandardCharsets.UTF_8), 1);
+                }
+                // refused, counted, reported by readiness with the cause, and held: neither written nor dead-lettered
+                Awaitility.await().atMost(TIMEOUT).until(
+                        () -> metric("gateway_kafka_writer_refusals_total{writer=\"ingest\"}") > refusalsBefore);
+                Awaitility.await().atMost(TIMEOUT).pollInterval(Duration.ofMillis(250)).until(() -> {
+                    var response = given().get("/q/health/ready");
+                    return response.statusCode() == 503 && response.asString().contains("TopicAuthorization");
+                });
+                assertEquals(20.0, inFlight());
+                assertTrue(dlq.upToEnd(r -> id.equals(r.key())).isEmpty(), "nothing dead-lettered");
+            } finally {
+                admin.deleteAcls(List.of(deny.toFilter())).all().get();
+            }
+            // the cause fixed: everything is written, in order, without help
+            List<ConsumerRecord<String, byte[]>> records = telemetry.await(r -> id.equals(r.key()), 20, TIMEOUT);
+            for (int i = 0; i < 20; i++) {
+                assertEquals("m" + i, DeviceMessage.parseFrom(records.get(i).value()).getPayload().toStringUtf8());
+            }
+            Awaitility.await().atMost(TIMEOUT).until(() -> inFlight() == 0.0);
+            awaitReadiness(200);
+            assertTrue(dlq.upToEnd(r -> id.equals(r.key())).isEmpty(), "nothing dead-lettered");
+        } finally {
+            device.disconnect();
+        }
+    }
+
+    @Test
+    void boundsInFlightBytesWhileKafkaIsDown() {
+        LocalServers servers = OwnServers.servers;
+        String id = Devices.uniqueId("bytes");
+        int size = 200 * 1024; // under the 256 KiB payload limit; 60 of them are 12 MiB
+        int count = 60;
+        Mqtt3BlockingClient device = Devices.connect(servers.mosquitto.port);
+        try (KafkaRecords telemetry = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.telemetry")) {
+            awaitReadiness(200);
+            servers.kafka.stop(false);
+            awaitReadiness(503);
+            for (int i = 0; i < count; i++) {
+                Devices.publish(device, "devices/" + id + "/telemetry", new byte[size], 1);
+            }
+            Awaitility.await().atMost(TIMEOUT).until(() -> metric("gateway_mqtt_inbound_paused") == 1.0);
+            double[] last = { -1 };
+            Awaitility.await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(10)).until(() -> {
+                double now = metric("gateway_ingest_in_flight_bytes");
+                boolean steady = now == last[0];
+                last[0] = now;
+                return steady;
+            });
+            // the byte bound holds (plus at most the message being decoded when reading stopped), far below the
+            // message bound of 100 x 200 KiB
+            assertTrue(last[0] >= MAX_IN_FLIGHT_BYTES && last[0] <= MAX_IN_FLIGHT_BYTES + 2L * size,
+                    "in flight " + last[0] + " bytes");
+            assertTrue(inFlight() < MAX_IN_FLIGHT, "stopped by bytes, not by count");
+
+            servers.kafka.start();
+            assertEquals(count, telemetry.await(r -> id.equals(r.key()), count, TIMEOUT).size());
+            Awaitility.await().atMost(TIMEOUT).until(() -> metric("gateway_ingest_in_flight_bytes") == 0.0);
+            awaitReadiness(200);
         } finally {
             device.disconnect();
         }

@@ -57,6 +57,16 @@ public final class KafkaRecords implements AutoCloseable {
         return matching(filter);
     }
 
+    /** Reads up to the topic's current end and returns every matching record seen so far (for "none there"). */
+    public List<ConsumerRecord<String, byte[]>> upToEnd(Predicate<ConsumerRecord<String, byte[]>> filter) {
+        Map<TopicPartition, Long> end = consumer.endOffsets(consumer.assignment(), Duration.ofSeconds(30));
+        Awaitility.await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(50)).until(() -> {
+            consumer.poll(Duration.ofMillis(100)).forEach(seen::add);
+            return end.entrySet().stream().allMatch(e -> consumer.position(e.getKey()) >= e.getValue());
+        });
+        return matching(filter);
+    }
+
     private List<ConsumerRecord<String, byte[]>> matching(Predicate<ConsumerRecord<String, byte[]>> filter) {
         return seen.stream().filter(filter).toList();
     }

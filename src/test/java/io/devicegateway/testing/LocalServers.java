@@ -58,11 +58,19 @@ public final class LocalServers implements AutoCloseable {
 
     /** Like {@link #start(String, int)}, letting the caller adjust Mosquitto before it starts. */
     public static LocalServers startWith(String name, int mqttInflight, java.util.function.Consumer<Mosquitto> tune) {
+        return startWith(name, mqttInflight, tune, k -> {
+        });
+    }
+
+    /** Like {@link #startWith(String, int, java.util.function.Consumer)}, also adjusting Kafka before it starts. */
+    public static LocalServers startWith(String name, int mqttInflight, java.util.function.Consumer<Mosquitto> tune,
+            java.util.function.Consumer<Kafka> kafkaTune) {
         try {
             Path dir = Files.createDirectories(Paths.get("target", "servers").toAbsolutePath())
                     .resolve(name + "-" + UUID.randomUUID().toString().substring(0, 8));
             LocalServers servers = new LocalServers(Files.createDirectories(dir), mqttInflight);
             tune.accept(servers.mosquitto);
+            kafkaTune.accept(servers.kafka);
             try {
                 servers.kafka.start(); // slowest first, the others start while it formats
                 servers.mosquitto.start();
@@ -259,12 +267,14 @@ public final class LocalServers implements AutoCloseable {
         public final int controllerPort = freePort();
         private final Path dir;
         private Process process;
+        /** Extra broker settings (server.properties), applied when the broker is first formatted. */
+        public final Properties extraConfig = new Properties();
+        private boolean formatted;
 
         /** Process id while running, -1 otherwise. */
         public synchronized long pid() {
             return process != null && process.isAlive() ? process.pid() : -1;
         }
-        private boolean formatted;
 
         Kafka(Path dir) {
             this.dir = dir;
@@ -310,6 +320,7 @@ public final class LocalServers implements AutoCloseable {
                     p.setProperty("group.initial.rebalance.delay.ms", "0");
                     p.setProperty("auto.create.topics.enable", "true");
                     p.setProperty("log.flush.interval.messages", "9223372036854775807");
+                    p.putAll(extraConfig);
                     try (var out = Files.newOutputStream(dir.resolve("server.properties"))) {
                         p.store(out, "device-gateway local Kafka");
                     }

@@ -20,6 +20,26 @@ public interface GatewayKafkaConfig {
      */
     Map<String, String> producer();
 
+    Writer writer();
+
+    /** The gateway's ordered Kafka writers (ingest, presence, command results). */
+    interface Writer {
+        /**
+         * Records a writer holds before its users stop handing in more (presence pauses MQTT reads, SendEvent
+         * answers UNAVAILABLE); ingest has its own, lower bound ({@code gateway.ingest.max-in-flight}).
+         */
+        @WithDefault("10000")
+        int maxPending();
+
+        /** The same bound in key and value bytes. */
+        @WithDefault("16777216")
+        long maxPendingBytes();
+
+        /** Readiness turns DOWN when a writer holds records and has written none for this long. */
+        @WithDefault("10s")
+        java.time.Duration stallTimeout();
+    }
+
     interface Topics {
         @WithDefault("iot.telemetry")
         String telemetry();

@@ -1,16 +1,27 @@
 package io.devicegateway.platform.kafka;
 
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CopyOnWriteArrayList;
 
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Inject;
 
+import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.serialization.StringSerializer;
 
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
 import io.smallrye.common.annotation.Identifier;
 
-/** Creates {@link OrderedKafkaWriter}s from the shared {@code kafka.*} settings plus the gateway's producer defaults. */
+/**
+ * Creates {@link OrderedKafkaWriter}s from the shared {@code kafka.*} settings plus the gateway's producer defaults,
+ * registers their meters ({@code gateway_kafka_writer_*{writer}}) and lists them for readiness.
+ */
 @ApplicationScoped
 public class KafkaWriters {
 
@@ -19,6 +30,10 @@ public class KafkaWriters {
     Map<String, Object> kafkaConfig;
     @Inject
     GatewayKafkaConfig config;
+    @Inject
+    MeterRegistry registry;
+
+    private final List<OrderedKafkaWriter> writers = new CopyOnWriteArrayList<>();
 
     /** No record is ever given up by the producer, and none is duplicated by its retries. */
     static Map<String, Object> defaults() {
@@ -33,6 +48,9 @@ public class KafkaWriters {
         return defaults;
     }
 
+    /**
+     * @param onRetry called once per in-place retry (Kafka not accepting writes), for the capability's own metrics
+     */
     public OrderedKafkaWriter create(String name, Runnable onRetry) {
         Map<String, Object> producer = defaults();
         kafkaConfig.forEach((k, v) -> {
@@ -42,6 +60,49 @@ public class KafkaWriters {
         });
         producer.putAll(config.producer());
         producer.put(ProducerConfig.CLIENT_ID_CONFIG, "device-gateway-" + name);
-        return new OrderedKafkaWriter(producer, name, onRetry);
+        Counter retries = counter("gateway.kafka.writer.retries", name,
+                "Sends retried in place because Kafka was not accepting writes");
+        Counter refusals = counter("gateway.kafka.writer.refusals", name,
+                "Records Kafka refused for a reason other than size; held and re-sent, never dropped");
+        Counter replaced = counter("gateway.kafka.writer.producer.replacements", name,
+                "Producers replaced (fatal state, or a new one for each re-send round after a refusal)");
+        OrderedKafkaWriter writer = new OrderedKafkaWriter(
+                () -> new KafkaProducer<>(producer, new StringSerializer(), new ByteArraySerializer()), name,
+                new OrderedKafkaWriter.Listener() {
+                    @Override
+                    public void retried() {
+                        retries.increment();
+                        onRetry.run();
+                    }
+
+                    @Override
+                    public void refused(Exception error) {
+                        refusals.increment();
+                    }
+
+                    @Override
+                    public void producerReplaced(Exception cause) {
+                        replaced.increment();
+                    }
+                }, config.writer().maxPending(), config.writer().maxPendingBytes());
+        Gauge.builder("gateway.kafka.writer.pending", writer, OrderedKafkaWriter::pending).tag("writer", name)
+                .description("Records handed to the writer and not yet written (or refused for size)")
+                .register(registry);
+        Gauge.builder("gateway.kafka.writer.pending.bytes", writer, OrderedKafkaWriter::pendingBytes)
+                .tag("writer", name).description("Key and value bytes of the pending records").register(registry);
+        Gauge.builder("gateway.kafka.writer.stalled.seconds", writer, w -> w.stalledMillis() / 1000.0)
+                .tag("writer", name).description("How long pending records have waited without one being written")
+                .register(registry);
+        writers.add(writer);
+        return writer;
+    }
+
+    private Counter counter(String meter, String writer, String description) {
+        return Counter.builder(meter).tag("writer", writer).description(description).register(registry);
+    }
+
+    /** Every writer made so far (for readiness). */
+    public List<OrderedKafkaWriter> writers() {
+        return writers;
     }
 }

@@ -1,30 +1,47 @@
 package io.devicegateway.platform.kafka;
 
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
+import java.util.function.Supplier;
 
 import org.apache.kafka.clients.producer.Callback;
-import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.Producer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.errors.RecordBatchTooLargeException;
+import org.apache.kafka.common.errors.RecordTooLargeException;
 import org.apache.kafka.common.errors.RetriableException;
-import org.apache.kafka.common.serialization.ByteArraySerializer;
-import org.apache.kafka.common.serialization.StringSerializer;
 import org.jboss.logging.Logger;
 
 /**
  * One Kafka producer fed by one sender thread, so records leave in exactly the order they were handed in, and
  * the caller (an event loop) never blocks on Kafka: {@link #send} only enqueues.
  *
- * <p>Failures never lose a record and never reorder one: a send that fails before the record reaches the
- * producer's buffer (no metadata while Kafka is down) is retried in place, holding back everything behind it;
- * the producer itself retries transient broker errors for as long as {@code delivery.timeout.ms} (unbounded by
- * default here). Only a non-retriable rejection (e.g. a record over the broker's size limit) reaches the
- * callback as an error.
+ * <p>Every record taken ends in exactly one outcome, reported once to its callback: written (no error), or
+ * refused for its size ({@link #isSizeRefusal}), which is the only refusal a caller may turn into a loss of the
+ * payload. Everything else is retried here until it is written:
+ * <ul>
+ * <li>a send that fails before the record reaches the producer's buffer (no metadata while Kafka is down) is
+ * retried in place, holding back everything behind it;</li>
+ * <li>transient broker errors are retried by the producer itself ({@code delivery.timeout.ms} unbounded);</li>
+ * <li>any other refusal (topic authorization, unknown server error, ...) holds the line: the writer stops taking
+ * new records, waits for every record already handed to the producer to settle, and re-sends the refused ones in
+ * their original order with a growing delay, until Kafka accepts them (the cause fixed);</li>
+ * <li>a producer in a fatal state ({@code send} throws, e.g. after a fatal authorization error or once closed) is
+ * replaced by a new one, and the records it never acknowledged are re-sent through the new one.</li>
+ * </ul>
+ *
+ * <p>{@link #pending()} counts records taken and not yet settled; {@link #stalledMillis()} tells a writer that
+ * holds records and has not settled one for a while (Kafka down, or a refusal that keeps coming back).
  *
  * <p>Measured against the SmallRye Kafka sink (Emitter + channel) on the ingest path, this writer cut the
  * gateway's CPU per message by removing per-message reactive-streams and context-propagation work.
@@ -32,48 +49,139 @@ import org.jboss.logging.Logger;
 public final class OrderedKafkaWriter implements AutoCloseable {
 
     private static final Logger LOG = Logger.getLogger(OrderedKafkaWriter.class);
+    private static final long FIRST_RETRY_DELAY_NANOS = Duration.ofMillis(100).toNanos();
     private static final long MAX_RETRY_DELAY_NANOS = Duration.ofSeconds(5).toNanos();
 
-    private record Pending(ProducerRecord<String, byte[]> record, Callback callback) {
+    /** What the writer reports to metrics. */
+    public interface Listener {
+        /** A send retried in place (Kafka not accepting writes). */
+        default void retried() {
+        }
+
+        /** Kafka refused a record for a reason other than its size; it is held and re-sent. */
+        default void refused(Exception error) {
+        }
+
+        /** The producer was replaced after a fatal state. */
+        default void producerReplaced(Exception cause) {
+        }
     }
 
-    private final KafkaProducer<String, byte[]> producer;
+    private static final class Pending {
+        final long sequence;
+        final ProducerRecord<String, byte[]> record;
+        final Callback callback;
+        final int bytes;
+
+        Pending(long sequence, ProducerRecord<String, byte[]> record, Callback callback) {
+            this.sequence = sequence;
+            this.record = record;
+            this.callback = callback;
+            this.bytes = (record.value() == null ? 0 : record.value().length)
+                    + (record.key() == null ? 0 : record.key().length());
+        }
+    }
+
+    private final String name;
+    private final Supplier<Producer<String, byte[]>> producerFactory;
+    private final Listener listener;
+    private final int maxPending;
+    private final long maxPendingBytes;
+    private volatile Producer<String, byte[]> producer;
     private final ConcurrentLinkedQueue<Pending> queue = new ConcurrentLinkedQueue<>();
+    /** Refused by Kafka (not for size), waiting to be re-sent in sequence order. */
+    private final ConcurrentLinkedQueue<Pending> refused = new ConcurrentLinkedQueue<>();
+    /** Handed to the current producer and not yet settled. */
+    private final AtomicInteger outstanding = new AtomicInteger();
+    private final AtomicInteger pending = new AtomicInteger();
+    private final AtomicLong pendingBytes = new AtomicLong();
     private final AtomicBoolean parked = new AtomicBoolean();
+    private final AtomicLong sequence = new AtomicLong();
     private final Thread sender;
-    private final Runnable onRetry;
+    private volatile long lastProgressNanos = System.nanoTime();
+    private volatile String lastError;
     private volatile boolean closing;
 
     /**
-     * @param config  complete producer configuration (bootstrap servers, security, tuning)
-     * @param name    names the sender thread and the producer's client id
-     * @param onRetry called once per in-place retry, for metrics
+     * @param producerFactory makes the producer, again whenever the current one is in a fatal state
+     * @param name            names the sender thread
+     * @param maxPending      records (and {@code maxPendingBytes} bytes) beyond which {@link #hasRoom()} is false
      */
-    public OrderedKafkaWriter(Map<String, Object> config, String name, Runnable onRetry) {
-        this.producer = new KafkaProducer<>(config, new StringSerializer(), new ByteArraySerializer());
-        this.onRetry = onRetry;
+    public OrderedKafkaWriter(Supplier<Producer<String, byte[]>> producerFactory, String name, Listener listener,
+            int maxPending, long maxPendingBytes) {
+        this.name = name;
+        this.producerFactory = producerFactory;
+        this.listener = listener;
+        this.maxPending = maxPending;
+        this.maxPendingBytes = maxPendingBytes;
+        this.producer = producerFactory.get();
         this.sender = new Thread(this::run, name + "-kafka-sender");
         sender.setDaemon(true);
         sender.start();
     }
 
-    /** Enqueues a record; the callback runs on the producer's I/O thread once Kafka has acknowledged it. */
+    /**
+     * Enqueues a record; the callback runs once, on a producer thread, when Kafka has it (no error) or has refused
+     * it for its size ({@link #isSizeRefusal}). Never blocks. Callers bound what they hand in with {@link #hasRoom()}.
+     */
     public void send(ProducerRecord<String, byte[]> record, Callback callback) {
-        queue.add(new Pending(record, callback));
+        Pending p = new Pending(sequence.incrementAndGet(), record, callback);
+        if (pending.getAndIncrement() == 0) {
+            lastProgressNanos = System.nanoTime(); // a stall is measured from the oldest unsettled record
+        }
+        pendingBytes.addAndGet(p.bytes);
+        queue.add(p);
         if (parked.get()) {
             LockSupport.unpark(sender);
         }
     }
 
+    /** True while fewer than the configured records and bytes are pending: callers stop handing in work beyond. */
+    public boolean hasRoom() {
+        return pending.get() < maxPending && pendingBytes.get() < maxPendingBytes;
+    }
+
+    /** Records taken and not yet settled (queued, at the producer, or held after a refusal). */
+    public int pending() {
+        return pending.get();
+    }
+
+    public long pendingBytes() {
+        return pendingBytes.get();
+    }
+
+    /** How long records have been pending without one settling; 0 when nothing is pending. */
+    public long stalledMillis() {
+        return pending.get() == 0 ? 0 : (System.nanoTime() - lastProgressNanos) / 1_000_000;
+    }
+
+    /** The last error that held records back (refusal, fatal producer state, Kafka not accepting), or null. */
+    public String lastError() {
+        return lastError;
+    }
+
+    /** A refusal other than size is held and retried; a size refusal is final. */
+    public static boolean isSizeRefusal(Exception error) {
+        return error instanceof RecordTooLargeException || error instanceof RecordBatchTooLargeException;
+    }
+
+    public String name() {
+        return name;
+    }
+
     private void run() {
         while (true) {
+            if (!refused.isEmpty()) {
+                resendRefused();
+                continue;
+            }
             Pending next = queue.poll();
             if (next == null) {
                 if (closing) {
                     return;
                 }
                 parked.set(true);
-                if (queue.isEmpty()) {
+                if (queue.isEmpty() && refused.isEmpty()) {
                     LockSupport.parkNanos(100_000_000L);
                 }
                 parked.set(false);
@@ -83,40 +191,126 @@ public final class OrderedKafkaWriter implements AutoCloseable {
         }
     }
 
-    private void sendInPlace(Pending pending) {
-        long delay = Duration.ofMillis(100).toNanos();
-        while (true) {
+    /**
+     * Holds the line: nothing new leaves until every record handed to the producer has settled, then the refused
+     * ones go again in their original order, after a delay that grows while the refusal persists.
+     */
+    private void resendRefused() {
+        long delay = FIRST_RETRY_DELAY_NANOS;
+        while (!refused.isEmpty() && !closing) {
+            awaitNothingOutstanding();
+            LockSupport.parkNanos(delay);
+            delay = Math.min(delay * 2, MAX_RETRY_DELAY_NANOS);
+            // a fresh producer each round: a refused batch can leave an idempotent producer's sequence state
+            // (or the producer itself, e.g. after a cluster authorization error) unusable
+            replaceProducer(producer, null);
+            List<Pending> round = new ArrayList<>();
+            Pending p;
+            while ((p = refused.poll()) != null) {
+                round.add(p);
+            }
+            round.sort(Comparator.comparingLong(x -> x.sequence));
+            for (Pending r : round) {
+                sendInPlace(r);
+            }
+            awaitNothingOutstanding(); // this round settles before deciding whether the refusal persists
+        }
+    }
+
+    private void awaitNothingOutstanding() {
+        while (outstanding.get() > 0 && !closing) {
+            LockSupport.parkNanos(10_000_000L);
+        }
+    }
+
+    private void sendInPlace(Pending p) {
+        long delay = FIRST_RETRY_DELAY_NANOS;
+        while (!closing) {
+            Producer<String, byte[]> current = producer;
             Exception failure;
+            outstanding.incrementAndGet();
             try {
-                Future<RecordMetadata> future = producer.send(pending.record(), (metadata, error) -> {
-                    if (error instanceof RetriableException && Thread.currentThread() == sender && !closing) {
+                Future<RecordMetadata> future = current.send(p.record, (metadata, error) -> {
+                    if (Thread.currentThread() == sender && error instanceof RetriableException) {
                         return; // failed inside send() on this thread: retried in place below, in order
                     }
-                    if (error == null || !(error instanceof RetriableException) || closing) {
-                        pending.callback().onCompletion(metadata, error);
-                    } else {
-                        // retriable after the producer gave up (only with a finite delivery.timeout.ms)
-                        LOG.warnf("Kafka write to %s failed (%s); re-sending", pending.record().topic(), error);
-                        onRetry.run();
-                        send(pending.record(), pending.callback());
-                    }
+                    settle(p, metadata, error);
                 });
                 failure = immediateFailure(future);
             } catch (RuntimeException e) {
-                failure = e;
-            }
-            if (failure == null) {
+                // thrown without the callback (a fatal producer state, or closed): the record is still ours
+                outstanding.decrementAndGet();
+                if (!closing) {
+                    replaceProducer(current, e);
+                    refused.add(p); // re-sent after what the broken producer gives back, in sequence order
+                }
                 return;
             }
-            if (!(failure instanceof RetriableException) || closing) {
-                return; // already reported to the callback by the producer, or closing
+            if (!(failure instanceof RetriableException)) {
+                return; // accepted, or already settled through the callback (written, size refusal, held)
             }
             // e.g. no metadata within max.block.ms while Kafka is down: hold the line and try again
-            onRetry.run();
-            LOG.warnf("Kafka not accepting writes to %s (%s); retrying in %d ms", pending.record().topic(),
+            outstanding.decrementAndGet();
+            lastError = failure.getClass().getSimpleName() + ": " + failure.getMessage();
+            listener.retried();
+            LOG.warnf("Kafka not accepting writes to %s (%s); retrying in %d ms", p.record.topic(),
                     failure.getClass().getSimpleName(), delay / 1_000_000);
             LockSupport.parkNanos(delay);
             delay = Math.min(delay * 2, MAX_RETRY_DELAY_NANOS);
+        }
+    }
+
+    /** Exactly once per record handed to a producer. */
+    private void settle(Pending p, RecordMetadata metadata, Exception error) {
+        if (closing && error != null) {
+            outstanding.decrementAndGet();
+            return; // closing: not acknowledged, the source keeps it (the MQTT broker redelivers it)
+        }
+        if (error == null || isSizeRefusal(error)) {
+            pending.decrementAndGet();
+            pendingBytes.addAndGet(-p.bytes);
+            lastProgressNanos = System.nanoTime();
+            if (error == null) {
+                lastError = null;
+            }
+            outstanding.decrementAndGet();
+            p.callback.onCompletion(metadata, error);
+            return;
+        }
+        // any other refusal (or a retriable error after a finite delivery.timeout.ms): held and re-sent in order
+        lastError = error.getClass().getSimpleName() + ": " + error.getMessage();
+        refused.add(p); // before the decrement, so the sender sees it once nothing is outstanding
+        outstanding.decrementAndGet();
+        listener.refused(error);
+        LockSupport.unpark(sender);
+    }
+
+    /** Closes {@code broken} (its unsettled records come back as refused) and makes a new producer. */
+    private void replaceProducer(Producer<String, byte[]> broken, Exception cause) {
+        if (producer != broken) {
+            return;
+        }
+        if (cause != null) {
+            lastError = cause.getClass().getSimpleName() + ": " + cause.getMessage();
+            LOG.errorf("Kafka producer of writer %s is unusable (%s); replacing it, unacknowledged records are re-sent",
+                    name, lastError);
+        }
+        listener.producerReplaced(cause);
+        try {
+            broken.close(Duration.ZERO);
+        } catch (RuntimeException e) {
+            LOG.debugf("Closing the broken producer: %s", e);
+        }
+        long delay = FIRST_RETRY_DELAY_NANOS;
+        while (!closing) {
+            try {
+                producer = producerFactory.get();
+                return;
+            } catch (RuntimeException e) {
+                LOG.warnf("Cannot create a Kafka producer for writer %s (%s); retrying", name, e.toString());
+                LockSupport.parkNanos(delay);
+                delay = Math.min(delay * 2, MAX_RETRY_DELAY_NANOS);
+            }
         }
     }
 
@@ -136,24 +330,38 @@ public final class OrderedKafkaWriter implements AutoCloseable {
         }
     }
 
-    /** Sends what is queued and waits for Kafka's acknowledgements, up to the timeout. */
-    public void flush(Duration timeout) {
+    /**
+     * Waits until every pending record has settled, at most {@code timeout}; never longer (Kafka may be down).
+     *
+     * @return true if nothing is pending any more
+     */
+    public boolean flush(Duration timeout) {
         long deadline = System.nanoTime() + timeout.toNanos();
-        while (!queue.isEmpty() && System.nanoTime() < deadline) {
-            LockSupport.parkNanos(1_000_000L);
+        while (pending.get() > 0 && System.nanoTime() < deadline) {
+            LockSupport.parkNanos(5_000_000L);
         }
-        producer.flush();
+        return pending.get() == 0;
+    }
+
+    /**
+     * Stops the writer within {@code timeout}. Records not settled by then are never reported: their sources keep
+     * them (an unacknowledged MQTT message is redelivered by the broker).
+     */
+    public void close(Duration timeout) {
+        closing = true;
+        LockSupport.unpark(sender);
+        long deadline = System.nanoTime() + timeout.toNanos();
+        try {
+            sender.join(Math.max(1, timeout.toMillis() / 2));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        long left = Math.max(0, deadline - System.nanoTime());
+        producer.close(Duration.ofNanos(left));
     }
 
     @Override
     public void close() {
-        closing = true;
-        LockSupport.unpark(sender);
-        try {
-            sender.join(5_000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        producer.close(Duration.ofSeconds(5));
+        close(Duration.ofSeconds(5));
     }
 }

@@ -85,6 +85,8 @@ public class MqttConnection {
     private Context context;
     private long backoffMillis;
     private volatile boolean inboundPaused;
+    /** Who holds reads paused; changed on the event loop only. */
+    private final java.util.Set<String> pausedBy = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
     MqttConnection(Vertx vertx, MqttConfig config, Instance<MqttSubscription> subscriptions,
             Instance<TlsConfigurationRegistry> tlsRegistry, Instance<Redis> redis, MeterRegistry registry,
@@ -228,7 +230,7 @@ public class MqttConnection {
             if (config.sharedGroup().isPresent()) {
                 unsubscribeShared(current, deadline);
             } else {
-                pauseInbound();
+                pauseInbound("drain");
             }
             while ((inFlight() > 0 || current.unacked() > 0 || !quiet()) && System.nanoTime() < deadline
                     && current.connected()) {
@@ -512,26 +514,32 @@ public class MqttConnection {
     }
 
     /**
-     * Stops reading from the broker: the broker then holds further messages (QoS 1 in its session, QoS 0 per its
-     * queue limits). The MQTT 5 Receive Maximum already bounds QoS 1; this bounds QoS 0 floods and 3.1.1. Any
-     * thread; on the event loop it takes effect at once.
+     * Stops reading from the broker on behalf of {@code holder} (a capability at its bound): the broker then holds
+     * further messages (QoS 1 in its session, QoS 0 per its queue limits). Reads resume once every holder has
+     * resumed. The MQTT 5 Receive Maximum already bounds QoS 1 in messages; this bounds bytes, QoS 0 floods and
+     * 3.1.1. Any thread; on the event loop it takes effect at once.
      */
-    public void pauseInbound() {
+    public void pauseInbound(String holder) {
         onContext(() -> {
-            if (!inboundPaused) {
+            if (pausedBy.add(holder) && !inboundPaused) {
                 inboundPaused = true;
                 applyReads();
             }
         });
     }
 
-    public void resumeInbound() {
+    public void resumeInbound(String holder) {
         onContext(() -> {
-            if (inboundPaused) {
+            if (pausedBy.remove(holder) && pausedBy.isEmpty() && inboundPaused) {
                 inboundPaused = false;
                 applyReads();
             }
         });
+    }
+
+    /** Whether {@code holder} currently holds reads paused (cheap; any thread). */
+    public boolean inboundPausedBy(String holder) {
+        return pausedBy.contains(holder);
     }
 
     private void applyReads() {
