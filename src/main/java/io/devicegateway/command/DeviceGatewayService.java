@@ -72,8 +72,8 @@ public class DeviceGatewayService implements DeviceGateway {
             throw Status.UNAUTHENTICATED.withDescription("no agent").asRuntimeException();
         }
         if (!agent.mayAddress(deviceId)) {
-            throw Status.PERMISSION_DENIED.withDescription("agent " + agent.name() + " may only address devices "
-                    + "starting with '" + agent.deviceIdPrefix() + "'").asRuntimeException();
+            throw Status.PERMISSION_DENIED.withDescription("agent " + agent.name() + " may only address "
+                    + agent.scopeDescription()).asRuntimeException();
         }
     }
 

@@ -15,8 +15,10 @@ public interface GrpcAuthConfig {
     boolean enabled();
 
     /**
-     * Comma-separated {@code name:sha256-hex-of-token[:device-id-prefix]} (env {@code GATEWAY_GRPC_AUTH_TOKENS},
-     * typically from a Kubernetes Secret). A token with a prefix may only address devices whose id starts with it.
+     * Comma-separated {@code name:sha256-hex-of-token[:device-id-scope]} (env {@code GATEWAY_GRPC_AUTH_TOKENS},
+     * typically from a Kubernetes Secret). A scope covers whole id segments ({@code truck}: {@code truck},
+     * {@code truck-1}, {@code truck.eu.7}, not {@code trucker-1}); one ending in a separator ({@code truck-}) covers
+     * every id starting with it. An empty scope is a startup error; omit it for every device.
      */
     Optional<List<String>> tokens();
 }

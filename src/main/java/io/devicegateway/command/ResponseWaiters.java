@@ -13,6 +13,7 @@ import io.devicegateway.ingest.TelemetryIngest;
 import io.devicegateway.platform.mqtt.InboundMessage;
 import io.devicegateway.platform.mqtt.MqttConnection;
 import io.devicegateway.platform.mqtt.MqttSubscription;
+import io.devicegateway.session.RedisCalls;
 import io.devicegateway.session.RedisKeys;
 import io.devicegateway.v1.CommandOutcome;
 import io.devicegateway.v1.CommandResult;
@@ -21,7 +22,6 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.redis.client.Command;
-import io.vertx.redis.client.Redis;
 import io.vertx.redis.client.Request;
 
 /**
@@ -39,13 +39,13 @@ public class ResponseWaiters implements MqttSubscription {
     private final CommandConfig config;
     private final Map<String, Promise<DeviceResponse>> waiting = new ConcurrentHashMap<>();
     private final Vertx vertx;
-    private final Redis redis;
+    private final RedisCalls redis;
     private final RedisKeys keys;
     private final CommandResults results;
     private final TelemetryIngest ingest;
     private final MqttConnection connection;
 
-    ResponseWaiters(CommandConfig config, Vertx vertx, Redis redis, RedisKeys keys, CommandResults results,
+    ResponseWaiters(CommandConfig config, Vertx vertx, RedisCalls redis, RedisKeys keys, CommandResults results,
             TelemetryIngest ingest, MqttConnection connection) {
         this.config = config;
         this.vertx = vertx;
@@ -116,7 +116,8 @@ public class ResponseWaiters implements MqttSubscription {
         if (waiter != null) {
             waiter.tryComplete(response);
         }
-        // exactly one replica records the response; without Redis, the replica that was waiting does
+        // exactly one replica records the response; without Redis (down, or not answering within
+        // quarkus.redis.timeout) the replica that was waiting does, and the ack is never held longer than that
         redis.send(Request.cmd(Command.SET).arg(keys.responded(response.correlationId())).arg(connection.instanceId())
                 .arg("NX").arg("PX").arg(config.responseClaimTtl().toMillis()))
                 .onComplete(claim -> {

@@ -20,7 +20,7 @@ import io.quarkus.runtime.configuration.ConfigUtils;
 
 /**
  * {@code authorization: Bearer <token>} on every DeviceGateway call. Unknown or missing token:
- * UNAUTHENTICATED. The agent goes into the gRPC context; the service checks its device-id prefix
+ * UNAUTHENTICATED. The agent goes into the gRPC context; the service checks its device-id scope
  * (PERMISSION_DENIED). Reflection and health stay open: they reveal no device data.
  */
 @GlobalInterceptor

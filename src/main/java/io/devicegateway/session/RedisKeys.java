@@ -2,7 +2,12 @@ package io.devicegateway.session;
 
 import jakarta.inject.Singleton;
 
-/** Every Redis key the gateway uses, in one place (documented in README: Redis keys). */
+/**
+ * Every Redis key the gateway uses, in one place (documented in README: Redis keys). Per-device keys carry the
+ * device id as hash tag ({@code dgw:{truck-1}:session}), so a script touching a device's session and queue runs on
+ * one Redis Cluster slot; global keys share their own tags and are never touched by the same script as a device key.
+ * Device ids cannot contain braces, so an id is always exactly the tag.
+ */
 @Singleton
 public class RedisKeys {
 
@@ -14,30 +19,35 @@ public class RedisKeys {
 
     /** Hash: online, connected_at_ms, disconnected_at_ms, last_seen_ms, version, gateway, protocol. */
     public String session(String deviceId) {
-        return prefix + "session:" + deviceId;
-    }
-
-    /** Set of online device ids. */
-    public String online() {
-        return prefix + "online";
+        return prefix + "{" + deviceId + "}:session";
     }
 
     /** List of queued commands for an offline device, oldest first; items are "expiresAtMs:QueuedCommand". */
     public String queue(String deviceId) {
-        return prefix + "queue:" + deviceId;
+        return prefix + "{" + deviceId + "}:queue";
     }
 
-    /** Sorted set: device id scored by the earliest expiry in its queue. */
+    /** Sorted set: online device ids scored by the presence version that put them there. */
+    public String online() {
+        return prefix + "{presence}:online";
+    }
+
+    /** Sorted set: recently offline device ids by version, so a late online index write cannot undo an offline. */
+    public String offline() {
+        return prefix + "{presence}:offline";
+    }
+
+    /** Sorted set: device id scored by (at most) the earliest expiry in its queue, for the expiry sweeper. */
     public String queueDue() {
-        return prefix + "queue-due";
+        return prefix + "{queues}:due";
     }
 
-    /** Counter of queued commands across all devices. */
+    /** Counter of queued commands across all devices (a gauge; see README: what is not atomic). */
     public String queuedTotal() {
-        return prefix + "queued-total";
+        return prefix + "{queues}:total";
     }
 
-    /** Claim (SET NX, expiring) that one replica records a device's response to a correlation id. */
+    /** Claim (SET NX, expiring) that one replica records a device's response to a correlation id. Single key. */
     public String responded(String correlationId) {
         return prefix + "responded:" + correlationId;
     }
@@ -45,4 +55,5 @@ public class RedisKeys {
     public String prefix() {
         return prefix;
     }
+
 }

@@ -17,6 +17,13 @@ public interface SessionConfig {
     @WithDefault("1s")
     Duration lastSeenFlushInterval();
 
+    /**
+     * A session that never saw presence (an id that only publishes, possibly made up by a device) is removed from
+     * Redis after this long without traffic, so invented ids cannot grow Redis forever. Presence makes it permanent.
+     */
+    @WithDefault("7d")
+    Duration unannouncedIdleExpiry();
+
     /** Prefix of every Redis key the gateway writes. */
     @WithDefault("dgw:")
     String keyPrefix();

@@ -18,7 +18,6 @@ import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.redis.client.Command;
-import io.vertx.redis.client.Redis;
 import io.vertx.redis.client.Request;
 import io.vertx.redis.client.Response;
 
@@ -34,38 +33,69 @@ public class SessionStore {
     private static final Logger LOG = Logger.getLogger(SessionStore.class);
     private static final long RETRY_MS = 1_000;
 
-    /** Applies a presence change only if it is newer than the stored one (see README: presence rules). */
+    /**
+     * Applies a presence change to the device's session only if it is newer than the stored one (see README:
+     * presence rules); a device that announced presence keeps its session (no idle expiry). KEYS[1] session.
+     */
     static final String PRESENCE_SCRIPT = """
             local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
-            if ARGV[6] == '1' and cur >= 0 then return 0 end
-            if tonumber(ARGV[3]) <= cur then return 0 end
-            redis.call('HSET', KEYS[1], 'online', ARGV[2], 'version', ARGV[3], 'gateway', ARGV[5], 'protocol', 'mqtt')
-            if ARGV[2] == '1' then
-              redis.call('HSET', KEYS[1], 'connected_at_ms', ARGV[4])
-              redis.call('SADD', KEYS[2], ARGV[1])
+            if ARGV[5] == '1' and cur >= 0 then return 0 end
+            if tonumber(ARGV[2]) <= cur then return 0 end
+            redis.call('HSET', KEYS[1], 'online', ARGV[1], 'version', ARGV[2], 'gateway', ARGV[4], 'protocol', 'mqtt')
+            if ARGV[1] == '1' then
+              redis.call('HSET', KEYS[1], 'connected_at_ms', ARGV[3])
             else
-              redis.call('HSET', KEYS[1], 'disconnected_at_ms', ARGV[4])
-              redis.call('SREM', KEYS[2], ARGV[1])
+              redis.call('HSET', KEYS[1], 'disconnected_at_ms', ARGV[3])
             end
             local seen = tonumber(redis.call('HGET', KEYS[1], 'last_seen_ms') or '0')
-            if tonumber(ARGV[4]) > seen then redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[4]) end
+            if tonumber(ARGV[3]) > seen then redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[3]) end
+            redis.call('PERSIST', KEYS[1])
             return 1
             """;
 
-    /** last_seen_ms = max(stored, given): replicas flush at different times. */
+    /**
+     * The online index (global keys, their own slot), written after the session: the highest version wins, and an
+     * offline is remembered for an hour as a tombstone so an older online written late cannot undo it.
+     * KEYS: online, offline; ARGV: id, online 1/0, version, drop tombstones below this version.
+     */
+    static final String INDEX_SCRIPT = """
+            local v = tonumber(ARGV[3])
+            if v <= tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '-1') then return 0 end
+            if v <= tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]) or '-1') then return 0 end
+            if ARGV[2] == '1' then
+              redis.call('ZADD', KEYS[1], v, ARGV[1])
+              redis.call('ZREM', KEYS[2], ARGV[1])
+            else
+              redis.call('ZREM', KEYS[1], ARGV[1])
+              redis.call('ZADD', KEYS[2], v, ARGV[1])
+            end
+            redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+            return 1
+            """;
+
+    /**
+     * last_seen_ms = max(stored, given): replicas flush at different times. A session that never saw presence (an id
+     * that only publishes, possibly invented) expires after ARGV[2] ms without traffic. KEYS[1] session.
+     */
     static final String LAST_SEEN_SCRIPT = """
             local seen = tonumber(redis.call('HGET', KEYS[1], 'last_seen_ms') or '0')
             if tonumber(ARGV[1]) > seen then redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[1]) end
+            if redis.call('HEXISTS', KEYS[1], 'version') == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
             return 1
             """;
 
-    private final Redis redis;
+    /** How long an offline tombstone guards the online index against a late, older online (microseconds). */
+    private static final long TOMBSTONE_MICROS = 3_600_000_000L;
+
+    private final RedisCalls redis;
     private final Vertx vertx;
     private final RedisKeys keys;
     private final SessionConfig config;
     private final Event<DeviceOnline> onlineEvents;
     private final Map<String, PresenceUpdate> pendingPresence = new ConcurrentHashMap<>();
     private final Map<String, Long> pendingSeen = new ConcurrentHashMap<>();
+    /** Presence changes applied to sessions whose online-index write is still to do (or failed). */
+    private final Map<String, PresenceUpdate> pendingIndex = new ConcurrentHashMap<>();
     private Context context;
     private volatile boolean flushing;
     private boolean flushAgain;
@@ -74,7 +104,7 @@ public class SessionStore {
 
     private final java.util.concurrent.atomic.AtomicLong online = new java.util.concurrent.atomic.AtomicLong();
 
-    SessionStore(Redis redis, Vertx vertx, RedisKeys keys, SessionConfig config, Event<DeviceOnline> onlineEvents,
+    SessionStore(RedisCalls redis, Vertx vertx, RedisKeys keys, SessionConfig config, Event<DeviceOnline> onlineEvents,
             io.micrometer.core.instrument.MeterRegistry registry) {
         io.micrometer.core.instrument.Gauge.builder("gateway.sessions.online", online,
                 java.util.concurrent.atomic.AtomicLong::get).description("Devices online (Redis, refreshed every 5 s)")
@@ -89,7 +119,7 @@ public class SessionStore {
     void start(@Observes StartupEvent event) {
         context = vertx.getOrCreateContext();
         vertx.setPeriodic(config.lastSeenFlushInterval().toMillis(), id -> context.runOnContext(v -> flush()));
-        vertx.setPeriodic(5_000, id -> redis.send(Request.cmd(Command.SCARD).arg(keys.online()))
+        vertx.setPeriodic(5_000, id -> redis.send(Request.cmd(Command.ZCARD).arg(keys.online()))
                 .onSuccess(count -> online.set(count.toLong())));
     }
 
@@ -126,7 +156,7 @@ public class SessionStore {
 
     /** Updates waiting to be written (for tests and metrics). */
     public int pending() {
-        return pendingPresence.size() + pendingSeen.size();
+        return pendingPresence.size() + pendingSeen.size() + pendingIndex.size();
     }
 
     /** The device's session, empty if never seen; fails when Redis is unreachable. */
@@ -157,21 +187,32 @@ public class SessionStore {
         Map<String, PresenceUpdate> presence = drain(pendingPresence);
         Map<String, Long> seen = drain(pendingSeen);
         if (presence.isEmpty() && seen.isEmpty()) {
+            if (!pendingIndex.isEmpty()) {
+                flushing = true;
+                writeIndex();
+            }
             return;
         }
+        // per-device scripts only (one slot each); the online index follows in writeIndex
         List<Request> batch = new ArrayList<>(presence.size() + seen.size());
+        List<String> batchKeys = new ArrayList<>(presence.size() + seen.size());
         List<PresenceUpdate> order = new ArrayList<>(presence.values());
         for (PresenceUpdate u : order) {
-            batch.add(Request.cmd(Command.EVAL).arg(PRESENCE_SCRIPT).arg(2).arg(keys.session(u.deviceId()))
-                    .arg(keys.online()).arg(u.deviceId()).arg(u.online() ? "1" : "0").arg(u.version())
-                    .arg(u.atMillis()).arg(u.gateway()).arg(u.retained() ? "1" : "0"));
+            batch.add(Request.cmd(Command.EVAL).arg(PRESENCE_SCRIPT).arg(1).arg(keys.session(u.deviceId()))
+                    .arg(u.online() ? "1" : "0").arg(u.version()).arg(u.atMillis()).arg(u.gateway())
+                    .arg(u.retained() ? "1" : "0"));
+            batchKeys.add(keys.session(u.deviceId()));
         }
-        seen.forEach((device, at) -> batch.add(Request.cmd(Command.EVAL).arg(LAST_SEEN_SCRIPT).arg(1)
-                .arg(keys.session(device)).arg(at)));
+        long idleMillis = config.unannouncedIdleExpiry().toMillis();
+        seen.forEach((device, at) -> {
+            batch.add(Request.cmd(Command.EVAL).arg(LAST_SEEN_SCRIPT).arg(1).arg(keys.session(device)).arg(at)
+                    .arg(idleMillis));
+            batchKeys.add(keys.session(device));
+        });
         flushing = true;
-        redis.batch(batch).onComplete(result -> context.runOnContext(v -> {
-            flushing = false;
+        redis.batch(batch, batchKeys).onComplete(result -> context.runOnContext(v -> {
             if (result.failed()) {
+                flushing = false;
                 if (available) {
                     LOG.warnf("Redis unavailable (%s): %d session updates kept until it returns",
                             result.cause().getMessage(), batch.size());
@@ -188,15 +229,50 @@ public class SessionStore {
             available = true;
             for (int i = 0; i < order.size(); i++) {
                 PresenceUpdate u = order.get(i);
-                if (u.online() && result.result().get(i).toInteger() == 1) {
-                    onlineEvents.fire(new DeviceOnline(u.deviceId()));
+                if (result.result().get(i).toInteger() == 1) {
+                    pendingIndex.merge(u.deviceId(), u, (a, b) -> a.version() >= b.version() ? a : b);
+                    if (u.online()) {
+                        onlineEvents.fire(new DeviceOnline(u.deviceId()));
+                    }
                 }
             }
-            if (flushAgain || !pendingPresence.isEmpty()) {
-                flushAgain = false;
-                flush();
-            }
+            writeIndex();
         }));
+    }
+
+    /** The online index (its own slot), after the sessions; failed writes are kept and retried. On the context. */
+    private void writeIndex() {
+        Map<String, PresenceUpdate> index = drain(pendingIndex);
+        if (index.isEmpty()) {
+            afterFlush();
+            return;
+        }
+        long keepTombstonesFrom = System.currentTimeMillis() * 1000 - TOMBSTONE_MICROS;
+        List<Request> batch = new ArrayList<>(index.size());
+        List<String> batchKeys = new ArrayList<>(index.size());
+        for (PresenceUpdate u : index.values()) {
+            batch.add(Request.cmd(Command.EVAL).arg(INDEX_SCRIPT).arg(2).arg(keys.online()).arg(keys.offline())
+                    .arg(u.deviceId()).arg(u.online() ? "1" : "0").arg(u.version()).arg(keepTombstonesFrom));
+            batchKeys.add(keys.online());
+        }
+        redis.batch(batch, batchKeys).onComplete(result -> context.runOnContext(v -> {
+            if (result.failed()) {
+                index.values().forEach(u -> pendingIndex.merge(u.deviceId(), u,
+                        (a, b) -> a.version() >= b.version() ? a : b));
+                flushing = false;
+                scheduleRetry();
+                return;
+            }
+            afterFlush();
+        }));
+    }
+
+    private void afterFlush() {
+        flushing = false;
+        if (flushAgain || !pendingPresence.isEmpty()) {
+            flushAgain = false;
+            flush();
+        }
     }
 
     private void scheduleRetry() {

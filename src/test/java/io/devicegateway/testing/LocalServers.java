@@ -234,6 +234,10 @@ public final class LocalServers implements AutoCloseable {
     public static final class Redis {
         public final int port = freePort();
         private final Path dir;
+        /** Extra redis-server arguments (TLS, ACL users, cluster mode), set before start. */
+        public final List<String> extraArgs = new ArrayList<>();
+        /** Serve only TLS on {@link #port} (plaintext off); the TLS files go into {@link #extraArgs}. */
+        public volatile boolean tlsOnly;
         private Process process;
 
         /** Process id while running, -1 otherwise. */
@@ -241,7 +245,7 @@ public final class LocalServers implements AutoCloseable {
             return process != null && process.isAlive() ? process.pid() : -1;
         }
 
-        Redis(Path dir) {
+        public Redis(Path dir) {
             this.dir = dir;
         }
 
@@ -251,13 +255,87 @@ public final class LocalServers implements AutoCloseable {
             } catch (IOException e) {
                 throw new UncheckedIOException(e);
             }
-            process = launch(List.of(binary("redis-server"), "--port", Integer.toString(port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no"), dir, "redis.log");
+            List<String> command = new ArrayList<>(List.of(binary("redis-server"), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no"));
+            command.addAll(tlsOnly ? List.of("--port", "0", "--tls-port", Integer.toString(port))
+                    : List.of("--port", Integer.toString(port)));
+            command.addAll(extraArgs);
+            process = launch(command, dir, "redis.log");
             awaitPort(port, Duration.ofSeconds(10), process, "redis-server");
         }
 
         public synchronized void stop() {
             stopProcess(process, false);
+        }
+    }
+
+    /**
+     * A Redis Cluster of three masters (no replicas) on free loopback ports: three redis-server processes in
+     * cluster mode joined by {@code redis-cli --cluster create}. Starts in about a second.
+     */
+    public static final class RedisCluster implements AutoCloseable {
+        public final List<Redis> nodes = new ArrayList<>();
+
+        public static RedisCluster start(String name) {
+            RedisCluster cluster = new RedisCluster();
+            try {
+                Path dir = Files.createDirectories(Paths.get("target", "servers").toAbsolutePath()
+                        .resolve(name + "-" + UUID.randomUUID().toString().substring(0, 8)));
+                for (int i = 0; i < 3; i++) {
+                    Redis node = new Redis(dir.resolve("node-" + i));
+                    node.extraArgs.addAll(List.of("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                            "--cluster-node-timeout", "5000"));
+                    cluster.nodes.add(node);
+                    node.start();
+                }
+                List<String> create = new ArrayList<>(List.of(binary("redis-cli"), "--cluster", "create"));
+                cluster.nodes.forEach(n -> create.add("127.0.0.1:" + n.port));
+                create.addAll(List.of("--cluster-replicas", "0", "--cluster-yes"));
+                Process p = launch(create, dir, "cluster-create.log");
+                if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                    throw new IllegalStateException("redis-cli --cluster create failed, see "
+                            + dir.resolve("cluster-create.log"));
+                }
+                for (Redis node : cluster.nodes) {
+                    awaitClusterOk(node, dir);
+                }
+                Runtime.getRuntime().addShutdownHook(new Thread(cluster::close));
+                return cluster;
+            } catch (IOException e) {
+                cluster.close();
+                throw new UncheckedIOException(e);
+            } catch (InterruptedException e) {
+                cluster.close();
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException(e);
+            } catch (RuntimeException e) {
+                cluster.close();
+                throw e;
+            }
+        }
+
+        private static void awaitClusterOk(Redis node, Path dir) throws IOException, InterruptedException {
+            long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+            while (System.nanoTime() < deadline) {
+                Process info = launch(List.of(binary("redis-cli"), "-p", Integer.toString(node.port), "cluster",
+                        "info"), dir, "cluster-info.log");
+                if (info.waitFor(5, TimeUnit.SECONDS)
+                        && Files.readString(dir.resolve("cluster-info.log")).contains("cluster_state:ok")) {
+                    return;
+                }
+                pause(100);
+            }
+            throw new IllegalStateException("Redis Cluster node " + node.port + " not ok within 20 s");
+        }
+
+        /** {@code quarkus.redis.hosts}: every node (the client discovers the slots from any of them). */
+        public String hosts() {
+            return String.join(",", nodes.stream().map(n -> "redis://127.0.0.1:" + n.port).toList());
+        }
+
+        @Override
+        public void close() {
+            nodes.forEach(Redis::stop);
         }
     }
 

@@ -135,6 +135,11 @@ public class MqttConnection {
                 host = "local";
             }
         }
+        return instanceId(host, httpPort);
+    }
+
+    /** {@code <host>-<port>}, at most 60 characters: a longer one keeps 47 and a hash of the whole. */
+    static String instanceId(String host, int httpPort) {
         String id = host.replaceAll("[^A-Za-z0-9._-]", "-") + "-" + httpPort;
         if (id.length() > 60) {
             id = id.substring(0, 47) + "-" + shortHash(id);
