@@ -210,8 +210,16 @@ public final class OrderedKafkaWriter implements AutoCloseable {
                 round.add(p);
             }
             round.sort(Comparator.comparingLong(x -> x.sequence));
-            for (Pending r : round) {
-                sendInPlace(r);
+            // the oldest goes alone first: while the cause persists only it is refused again, and once the cause
+            // is fixed no later record can be written ahead of one refused in the same round
+            sendInPlace(round.get(0));
+            awaitNothingOutstanding();
+            for (int i = 1; i < round.size(); i++) {
+                if (!refused.isEmpty()) {
+                    refused.addAll(round.subList(i, round.size())); // refused again: the rest waits, in order
+                    break;
+                }
+                sendInPlace(round.get(i));
             }
             awaitNothingOutstanding(); // this round settles before deciding whether the refusal persists
         }
