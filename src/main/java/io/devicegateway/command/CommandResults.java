@@ -82,7 +82,7 @@ public class CommandResults {
     /** Bounded even while Kafka is down. */
     @PreDestroy
     void close() {
-        kafka.flush(Duration.ofSeconds(2));
+        kafka.flush(Duration.ofSeconds(1));
         kafka.close(Duration.ofSeconds(1));
     }
 }

@@ -218,7 +218,7 @@ public class TelemetryIngest implements MqttSubscription {
     /** Bounded even while Kafka is down: what is not written by then stays unacknowledged on the broker. */
     @PreDestroy
     void close() {
-        kafka.flush(Duration.ofSeconds(3));
-        kafka.close(Duration.ofSeconds(2));
+        kafka.flush(Duration.ofSeconds(2));
+        kafka.close(Duration.ofSeconds(1));
     }
 }

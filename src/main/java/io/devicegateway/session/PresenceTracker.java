@@ -101,7 +101,7 @@ public class PresenceTracker implements MqttSubscription {
     /** Bounded: a presence record not written by then stays unacknowledged on the broker. */
     @PreDestroy
     void close() {
-        kafka.flush(Duration.ofSeconds(2));
+        kafka.flush(Duration.ofSeconds(1));
         kafka.close(Duration.ofSeconds(1));
     }
 }

@@ -118,21 +118,28 @@ public class SessionStore {
 
     void start(@Observes StartupEvent event) {
         context = vertx.getOrCreateContext();
-        vertx.setPeriodic(config.lastSeenFlushInterval().toMillis(), id -> context.runOnContext(v -> flush()));
-        vertx.setPeriodic(5_000, id -> redis.send(Request.cmd(Command.ZCARD).arg(keys.online()))
+        flushTimer = vertx.setPeriodic(config.lastSeenFlushInterval().toMillis(),
+                id -> context.runOnContext(v -> flush()));
+        gaugeTimer = vertx.setPeriodic(5_000, id -> redis.send(Request.cmd(Command.ZCARD).arg(keys.online()))
                 .onSuccess(count -> online.set(count.toLong())));
     }
 
+    private long flushTimer = -1;
+    private long gaugeTimer = -1;
+
     /**
      * On shutdown, after the MQTT drain (later priority): write what is pending while the Redis client is still
-     * open, bounded to 2 s.
+     * open, bounded to 1 s.
      */
     void stop(@Observes @jakarta.annotation.Priority(3000) io.quarkus.runtime.ShutdownEvent event) {
+        // periodic work must not reach the Redis client once Quarkus has destroyed it
+        vertx.cancelTimer(flushTimer);
+        vertx.cancelTimer(gaugeTimer);
         if (context == null || pending() == 0) {
             return;
         }
         context.runOnContext(v -> flush());
-        long deadline = System.nanoTime() + 2_000_000_000L;
+        long deadline = System.nanoTime() + 1_000_000_000L;
         while ((pending() > 0 || flushing) && System.nanoTime() < deadline) {
             java.util.concurrent.locks.LockSupport.parkNanos(10_000_000L);
         }

@@ -120,6 +120,11 @@ class ManifestsTest {
     static final int KNATIVE_DRAIN_SECONDS = 30;
     /** quarkus.shutdown.timeout the manifests are sized for, unless application.properties says otherwise. */
     static final int DEFAULT_SHUTDOWN_SECONDS = 25;
+    /**
+     * After open calls: the Kafka writers' flush and close (ingest 2 + 1 s, presence 1 + 1 s, command results
+     * 1 + 1 s) and the last session writes to Redis (1 s).
+     */
+    static final int WRITERS_CLOSE_SECONDS = 8;
 
     static final Set<String> ALLOWED_METRIC_PREFIXES = Set.of("gateway_", "jvm_", "process_", "http_server_");
     static final List<String> REQUIRED_METRICS = List.of("gateway_ingest_messages_total",
@@ -461,7 +466,7 @@ class ManifestsTest {
         int timeout = num(at(ksvc.body(), "spec", "template", "spec", "timeoutSeconds"));
         assertTrue(timeout >= KNATIVE_DRAIN_SECONDS + shutdownSeconds(), "timeoutSeconds " + timeout
                 + " is also the pod's grace period: it must cover queue-proxy's drain (" + KNATIVE_DRAIN_SECONDS
-                + " s) plus quarkus.shutdown.timeout (" + shutdownSeconds() + " s)");
+                + " s) plus the app's shutdown budget (" + shutdownSeconds() + " s)");
         assertFalse(map(at(ksvc.body(), "spec", "template", "spec")).containsKey("terminationGracePeriodSeconds"),
                 "Knative rejects terminationGracePeriodSeconds");
     }
@@ -478,11 +483,11 @@ class ManifestsTest {
         assertSelects(map(at(pdb.body(), "spec", "selector", "matchLabels")), deployment, pdb.toString());
 
         int grace = num(at(deployment.body(), "spec", "template", "spec", "terminationGracePeriodSeconds"));
-        assertEquals(30, grace, "terminationGracePeriodSeconds");
+        assertEquals(40, grace, "terminationGracePeriodSeconds");
         Map<String, Object> c = single(containers(deployment));
         Object sleep = at(c, "lifecycle", "preStop", "sleep", "seconds");
         int preStop = sleep == null ? 0 : num(sleep);
-        assertTrue(preStop + shutdownSeconds() <= grace, "preStop " + preStop + " s + quarkus.shutdown.timeout "
+        assertTrue(preStop + shutdownSeconds() <= grace, "preStop " + preStop + " s + the app's shutdown budget "
                 + shutdownSeconds() + " s exceed terminationGracePeriodSeconds " + grace);
     }
 
@@ -904,13 +909,22 @@ class ManifestsTest {
         return names;
     }
 
+    /**
+     * The app's whole shutdown budget: the MQTT drain (gateway.mqtt.drain-timeout), then open calls
+     * (quarkus.shutdown.timeout), then the Kafka writers' bounded close (WRITERS_CLOSE_SECONDS).
+     */
     static int shutdownSeconds() {
-        String v = appProperties.getProperty("quarkus.shutdown.timeout");
+        return seconds("gateway.mqtt.drain-timeout", 20) + seconds("quarkus.shutdown.timeout", DEFAULT_SHUTDOWN_SECONDS)
+                + WRITERS_CLOSE_SECONDS;
+    }
+
+    private static int seconds(String key, int otherwise) {
+        String v = appProperties.getProperty(key);
         if (v == null) {
-            return DEFAULT_SHUTDOWN_SECONDS;
+            return otherwise;
         }
         Matcher m = Pattern.compile("^(?:PT)?(\\d+)S$", Pattern.CASE_INSENSITIVE).matcher(v.trim());
-        assertTrue(m.matches(), "quarkus.shutdown.timeout=" + v + ": ManifestsTest understands only seconds (e.g. 25s)");
+        assertTrue(m.matches(), key + "=" + v + ": ManifestsTest understands only seconds (e.g. 25s)");
         return Integer.parseInt(m.group(1));
     }
 

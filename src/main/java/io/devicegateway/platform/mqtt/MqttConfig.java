@@ -105,7 +105,7 @@ public interface MqttConfig {
     Optional<String> tlsConfigurationName();
 
     /** On shutdown, how long to wait for in-flight messages to be written and acknowledged before disconnecting. */
-    @WithDefault("20s")
+    @WithDefault("15s")
     Duration drainTimeout();
 
     /** How long an outbound publish (a command) may wait for the broker's acknowledgement. */

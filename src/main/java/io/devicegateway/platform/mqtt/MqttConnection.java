@@ -26,6 +26,7 @@ import org.jboss.logging.Logger;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.quarkus.runtime.ShutdownDelayInitiatedEvent;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
 import io.quarkus.tls.TlsConfiguration;
@@ -85,6 +86,7 @@ public class MqttConnection {
     private Context context;
     private long backoffMillis;
     private volatile boolean inboundPaused;
+    private final java.util.concurrent.atomic.AtomicBoolean stopOnce = new java.util.concurrent.atomic.AtomicBoolean();
     /** Who holds reads paused; changed on the event loop only. */
     private final java.util.Set<String> pausedBy = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
@@ -227,7 +229,20 @@ public class MqttConnection {
      * could not be drained in time keeps its messages on the broker, and a live replica adopts it. Without a shared
      * group the subscription stays, so the broker keeps queueing for the id while the instance restarts.
      */
+    void drainAtOnce(@Observes @Priority(100) ShutdownDelayInitiatedEvent event) {
+        // fired before Quarkus waits for open HTTP/gRPC calls (quarkus.shutdown.delay-enabled=true): a SendEvent
+        // waiting minutes for a device must not hold the unsubscribe and drain back while the pod's grace period runs
+        stop();
+    }
+
     void stop(@Observes ShutdownEvent event) {
+        stop(); // already done at SIGTERM unless shutdown came another way
+    }
+
+    private void stop() {
+        if (!stopOnce.compareAndSet(false, true)) {
+            return;
+        }
         MqttLink current = link;
         boolean drained = false;
         if (current != null && current.connected()) {
@@ -241,7 +256,8 @@ public class MqttConnection {
                     && current.connected()) {
                 LockSupport.parkNanos(10_000_000L);
             }
-            int left = inFlight() + current.unacked();
+            // what the broker still counts unacknowledged (messages in flight to Kafka are among them)
+            int left = Math.max(inFlight(), current.unacked());
             drained = left == 0 && config.sharedGroup().isPresent();
             onContextAndWait(() -> Future.succeededFuture()); // PUBACKs queued on the event loop go out first
             LOG.infof("MQTT drain done (%d message(s) left unacknowledged for redelivery); disconnecting", left);
