@@ -33,7 +33,32 @@ public interface CommandConfig {
     @WithDefault("1s")
     Duration expirySweepInterval();
 
-    /** How long the claim that records one response per correlation id is kept. */
+    /**
+     * How long a command's response record is kept (which device a correlation id went to, and whether its response
+     * was recorded): a response after this is dead-lettered as {@code response-device-mismatch}.
+     */
     @WithDefault("1h")
     Duration responseClaimTtl();
+
+    /**
+     * Largest device response payload; a larger one is dead-lettered ({@code response-too-large}) and a call waiting
+     * for it fails with RESOURCE_EXHAUSTED. Must stay below {@code gateway.mqtt.max-packet-size}.
+     */
+    @WithDefault("262144")
+    int maxResponseBytes();
+
+    /** Most commands queued for one offline device; beyond it SendEvent answers RESOURCE_EXHAUSTED. */
+    @WithDefault("100")
+    int maxQueuedPerDevice();
+
+    /** Queued commands taken from Redis at a time when a device comes back (bounds memory and Redis work). */
+    @WithDefault("25")
+    int drainBatchSize();
+
+    /**
+     * A command requested through Kafka without {@code ttl_seconds} is stale (an EXPIRED result, never sent) once its
+     * record is older than this; with a TTL, the TTL counts from the record's timestamp.
+     */
+    @WithDefault("30s")
+    Duration kafkaMaxDelay();
 }

@@ -2,7 +2,10 @@ package io.devicegateway.command;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.regex.Pattern;
 
 import jakarta.enterprise.context.ApplicationScoped;
@@ -42,6 +45,8 @@ public class CommandRouter {
 
     private static final Logger LOG = Logger.getLogger(CommandRouter.class);
     private static final Pattern NAME = Pattern.compile("[A-Za-z0-9._:-]{1,128}");
+    private static final long RETRY_DELAY_MS = 500;
+    private static final long MAX_RETRY_DELAY_MS = 10_000;
 
     private final CommandConfig config;
     private final SessionStore sessions;
@@ -50,6 +55,9 @@ public class CommandRouter {
     private final CommandResults results;
     private final MqttConnection mqtt;
     private final Vertx vertx;
+    /** Devices whose queue this replica is delivering, with a count of online events seen meanwhile. */
+    private final Map<String, Integer> draining = new ConcurrentHashMap<>();
+    private final AtomicBoolean sweeping = new AtomicBoolean();
 
     CommandRouter(CommandConfig config, SessionStore sessions, OfflineQueue queue, ResponseWaiters responses,
             CommandResults results, MqttConnection mqtt, Vertx vertx) {
@@ -102,24 +110,36 @@ public class CommandRouter {
     }
 
     /**
-     * Sends a validated request (see {@link #validate}). Fails with a gRPC status: NOT_FOUND, FAILED_PRECONDITION,
-     * UNAVAILABLE or DEADLINE_EXCEEDED. Every outcome, failures included, is recorded as a command result.
+     * Sends a validated request (see {@link #validate}) requested now. Fails with a gRPC status: NOT_FOUND,
+     * FAILED_PRECONDITION, ALREADY_EXISTS, RESOURCE_EXHAUSTED, UNAVAILABLE or DEADLINE_EXCEEDED. Every outcome,
+     * failures included, is recorded as a command result.
      */
     public Future<SendEventResponse> send(SendEventRequest request, String source) {
+        return send(request, source, System.currentTimeMillis());
+    }
+
+    /** As {@link #send(SendEventRequest, String)}, for a command requested at {@code requestedAtMs} (TTL from then). */
+    public Future<SendEventResponse> send(SendEventRequest request, String source, long requestedAtMs) {
         String device = request.getDeviceId();
+        long expiresAt = request.getTtlSeconds() > 0 ? requestedAtMs + request.getTtlSeconds() * 1000L : 0;
         return knownSession(device)
                 .compose(session -> {
                     if (session.online()) {
-                        return deliver(request, source);
+                        return deliver(request, source, expiresAt);
                     }
                     if (request.getTtlSeconds() == 0) {
                         return Future.failedFuture(Status.FAILED_PRECONDITION
                                 .withDescription("device " + device + " is offline and ttl_seconds is 0")
                                 .asRuntimeException());
                     }
-                    return enqueue(request, source);
+                    return enqueue(request, source, expiresAt);
                 })
                 .onFailure(e -> failed(request, source, e));
+    }
+
+    /** Records a command that went stale before the gateway could send it (never sent to the device). */
+    public void expiredBeforeSending(SendEventRequest request, String source, String why) {
+        results.record(result(request, source, CommandOutcome.COMMAND_EXPIRED).setDetail(why));
     }
 
     /** The device's session; fails with UNAVAILABLE (Redis unreachable) or NOT_FOUND (never seen). */
@@ -136,10 +156,10 @@ public class CommandRouter {
                 .asRuntimeException();
     }
 
-    private Future<SendEventResponse> enqueue(SendEventRequest request, String source) {
+    private Future<SendEventResponse> enqueue(SendEventRequest request, String source, long expiresAt) {
         long now = System.currentTimeMillis();
         QueuedCommand command = QueuedCommand.newBuilder().setRequest(request).setQueuedAtMs(now)
-                .setExpiresAtMs(now + request.getTtlSeconds() * 1000L).setSource(source).build();
+                .setExpiresAtMs(expiresAt).setSource(source).build();
         return queue.enqueue(command)
                 .recover(e -> Future.failedFuture(unavailable(e)))
                 .compose(result -> switch (result) {
@@ -147,39 +167,64 @@ public class CommandRouter {
                         record(request, source, CommandOutcome.COMMAND_QUEUED);
                         yield Future.succeededFuture(response(request, Outcome.QUEUED));
                     }
-                    case 0 -> deliver(request, source); // came online in between
+                    case 0 -> deliver(request, source, expiresAt); // came online in between
+                    case -2 -> Future.failedFuture(Status.RESOURCE_EXHAUSTED
+                            .withDescription("device " + request.getDeviceId() + " already has "
+                                    + config.maxQueuedPerDevice() + " queued commands (gateway.commands."
+                                    + "max-queued-per-device)")
+                            .asRuntimeException());
                     default -> Future.failedFuture(Status.NOT_FOUND
                             .withDescription("device " + request.getDeviceId() + " has never been seen")
                             .asRuntimeException());
                 });
     }
 
-    private Future<SendEventResponse> deliver(SendEventRequest request, String source) {
+    /**
+     * Publishes to an online device. The command is first recorded in Redis as sent to this device (so only this
+     * device's response completes it, and a correlation id still waited for is refused), then published.
+     */
+    private Future<SendEventResponse> deliver(SendEventRequest request, String source, long expiresAt) {
+        String device = request.getDeviceId();
         String correlationId = request.getCorrelationId();
         Future<ResponseWaiters.DeviceResponse> answer = null;
+        long waitUntil = 0;
         if (request.getAwaitResponse()) {
             long timeout = request.getResponseTimeoutMs() > 0 ? request.getResponseTimeoutMs()
                     : config.defaultResponseTimeout().toMillis();
-            answer = responses.await(correlationId, timeout);
+            waitUntil = System.currentTimeMillis() + timeout;
+            answer = responses.await(device, correlationId, timeout);
+            if (answer.failed()) {
+                return Future.failedFuture(answer.cause()); // this replica already waits for it
+            }
         }
         Future<ResponseWaiters.DeviceResponse> awaited = answer;
-        return publish(request).recover(e -> {
+        long until = waitUntil;
+        return responses.expect(device, correlationId, until).recover(e -> {
             if (awaited != null) {
-                responses.cancel(correlationId);
+                responses.cancel(device, correlationId, awaited);
             }
-            return Future.failedFuture(Status.UNAVAILABLE.withDescription("MQTT broker unavailable: " + e.getMessage())
-                    .asRuntimeException());
-        }).compose(published -> {
+            return Future.failedFuture(e instanceof StatusRuntimeException ? e : unavailable(e));
+        }).compose(recorded -> publish(request, remainingSeconds(expiresAt)).recover(e -> {
+            StatusRuntimeException unavailable = Status.UNAVAILABLE
+                    .withDescription("MQTT broker unavailable: " + e.getMessage()).asRuntimeException();
+            if (awaited == null) {
+                return Future.failedFuture(unavailable);
+            }
+            responses.cancel(device, correlationId, awaited);
+            return responses.release(device, correlationId, until).compose(v -> Future.failedFuture(unavailable));
+        })).compose(published -> {
             record(request, source, CommandOutcome.COMMAND_DELIVERED);
             if (awaited == null) {
                 return Future.succeededFuture(response(request, Outcome.DELIVERED));
             }
             return awaited.transform(done -> {
                 if (done.failed()) {
-                    return Future.failedFuture(Status.DEADLINE_EXCEEDED
-                            .withDescription("device " + request.getDeviceId() + " did not respond to "
-                                    + correlationId + ": " + done.cause().getMessage())
-                            .asRuntimeException());
+                    // the correlation id is free again before the caller hears of the failure (and may retry)
+                    StatusRuntimeException error = done.cause() instanceof StatusRuntimeException specific ? specific
+                            : Status.DEADLINE_EXCEEDED.withDescription("device " + device + " did not respond to "
+                                    + correlationId + ": " + done.cause().getMessage()).asRuntimeException();
+                    return responses.release(device, correlationId, until)
+                            .compose(v -> Future.<SendEventResponse> failedFuture(error));
                 }
                 ResponseWaiters.DeviceResponse r = done.result();
                 return Future.succeededFuture(response(request, Outcome.RESPONDED).toBuilder()
@@ -189,13 +234,14 @@ public class CommandRouter {
         });
     }
 
+    /** What is left of a TTL in whole seconds (at least 1), for the Message Expiry Interval; 0 without a TTL. */
+    private static long remainingSeconds(long expiresAtMs) {
+        return expiresAtMs == 0 ? 0 : Math.max(1, (expiresAtMs - System.currentTimeMillis() + 999) / 1000);
+    }
+
     /** The topic an MQTT 5 device is told to answer on (the same one the 3.1.1 convention uses). */
     public static String responseTopic(String deviceId, String correlationId) {
         return DeviceTopic.ROOT + "/" + deviceId + "/responses/" + correlationId;
-    }
-
-    private Future<Void> publish(SendEventRequest request) {
-        return publish(request, request.getTtlSeconds());
     }
 
     /**
@@ -211,38 +257,108 @@ public class CommandRouter {
                 Buffer.buffer(request.getPayload().toByteArray()), qos, false, options);
     }
 
-    /** A device came online: deliver its queue in order; what expired meanwhile is reported as expired. */
+    /**
+     * A device came online: deliver its queue in order, in batches; what expired meanwhile is reported as expired.
+     * One drain per device at a time on this replica (so commands put back keep their place); a return while it runs
+     * makes it look at the queue once more before it ends.
+     */
     void onDeviceOnline(@Observes DeviceOnline event) {
-        queue.drain(event.deviceId()).onSuccess(commands -> deliverQueued(event.deviceId(), commands, 0))
-                .onFailure(e -> LOG.warnf("Could not drain the queue of %s: %s", event.deviceId(), e.getMessage()));
+        if (draining.merge(event.deviceId(), 1, Integer::sum) == 1) {
+            drain(event.deviceId(), 0);
+        }
     }
 
-    private void deliverQueued(String deviceId, List<QueuedCommand> commands, int index) {
-        if (index >= commands.size()) {
-            return;
-        }
-        QueuedCommand command = commands.get(index);
-        if (command.getExpiresAtMs() <= System.currentTimeMillis()) {
-            record(command.getRequest(), command.getSource(), CommandOutcome.COMMAND_EXPIRED);
-            deliverQueued(deviceId, commands, index + 1);
-            return;
-        }
-        long remaining = Math.max(1, (command.getExpiresAtMs() - System.currentTimeMillis() + 999) / 1000);
-        publish(command.getRequest(), remaining).onSuccess(v -> {
-            record(command.getRequest(), command.getSource(), CommandOutcome.COMMAND_DELIVERED);
-            deliverQueued(deviceId, commands, index + 1);
-        }).onFailure(e -> {
-            // broker gone mid-way: the rest goes back to the head of the queue, still in order
-            List<QueuedCommand> rest = new ArrayList<>(commands.subList(index, commands.size()));
-            LOG.warnf("Delivery of queued commands to %s interrupted (%s); %d re-queued", deviceId, e.getMessage(),
-                    rest.size());
-            queue.requeue(deviceId, rest);
+    private void drain(String deviceId, int attempt) {
+        Integer generation = draining.get(deviceId);
+        queue.take(deviceId).onComplete(taken -> {
+            if (taken.failed()) {
+                retryLater(deviceId, attempt, "reading its queue failed: " + taken.cause().getMessage(),
+                        () -> drain(deviceId, attempt + 1));
+            } else if (!taken.result().isEmpty()) {
+                deliverQueued(deviceId, taken.result(), 0, attempt);
+            } else if (!draining.remove(deviceId, generation)) {
+                drain(deviceId, 0); // it came online again meanwhile
+            }
         });
     }
 
+    private void deliverQueued(String deviceId, List<QueuedCommand> batch, int index, int attempt) {
+        if (index >= batch.size()) {
+            drain(deviceId, attempt); // the next batch
+            return;
+        }
+        QueuedCommand command = batch.get(index);
+        if (command.getExpiresAtMs() <= System.currentTimeMillis()) {
+            record(command.getRequest(), command.getSource(), CommandOutcome.COMMAND_EXPIRED);
+            deliverQueued(deviceId, batch, index + 1, attempt);
+            return;
+        }
+        SendEventRequest request = command.getRequest();
+        responses.expect(deviceId, request.getCorrelationId(), 0)
+                .compose(recorded -> publish(request, remainingSeconds(command.getExpiresAtMs())))
+                .onSuccess(v -> {
+                    record(request, command.getSource(), CommandOutcome.COMMAND_DELIVERED);
+                    deliverQueued(deviceId, batch, index + 1, 0);
+                }).onFailure(e -> {
+                    if (e instanceof StatusRuntimeException refused) { // its correlation id is still waited for
+                        failed(request, command.getSource(), refused);
+                        deliverQueued(deviceId, batch, index + 1, attempt);
+                        return;
+                    }
+                    // broker or Redis gone mid-way: the rest goes back to the head of the queue, still in order
+                    putBack(deviceId, new ArrayList<>(batch.subList(index, batch.size())), attempt, e.getMessage());
+                });
+    }
+
+    /**
+     * Returns commands that could not be published to the head of the queue and retries the drain later; while
+     * Redis refuses even that, they stay here and the put-back is retried, so every one ends delivered or expired.
+     */
+    private void putBack(String deviceId, List<QueuedCommand> commands, int attempt, String why) {
+        List<QueuedCommand> rest = new ArrayList<>();
+        long now = System.currentTimeMillis();
+        for (QueuedCommand c : commands) {
+            if (c.getExpiresAtMs() <= now) {
+                record(c.getRequest(), c.getSource(), CommandOutcome.COMMAND_EXPIRED);
+            } else {
+                rest.add(c);
+            }
+        }
+        queue.requeue(deviceId, rest).onComplete(requeued -> {
+            if (requeued.succeeded()) {
+                retryLater(deviceId, attempt, why + "; " + rest.size() + " put back",
+                        () -> drain(deviceId, attempt + 1));
+            } else {
+                retryLater(deviceId, attempt, why + "; putting " + rest.size() + " back failed too ("
+                        + requeued.cause().getMessage() + "), kept in memory",
+                        () -> putBack(deviceId, rest, attempt + 1, requeued.cause().getMessage()));
+            }
+        });
+    }
+
+    private void retryLater(String deviceId, int attempt, String why, Runnable retry) {
+        long delay = Math.min(MAX_RETRY_DELAY_MS, RETRY_DELAY_MS << Math.min(attempt, 5));
+        if (attempt == 0) {
+            LOG.warnf("Delivery of queued commands to %s interrupted (%s); retrying in %d ms", deviceId, why, delay);
+        } else {
+            LOG.debugf("Delivery of queued commands to %s still interrupted (%s); retrying in %d ms", deviceId, why,
+                    delay);
+        }
+        vertx.setTimer(delay, id -> retry.run());
+    }
+
+    /**
+     * Removes expired commands (one short script per due device, see {@link OfflineQueue#sweepExpired}); one sweep at
+     * a time, so a slow Redis never piles them up.
+     */
     private void sweep() {
-        queue.sweepExpired(System.currentTimeMillis()).onSuccess(expired -> expired
-                .forEach(c -> record(c.getRequest(), c.getSource(), CommandOutcome.COMMAND_EXPIRED)));
+        if (!sweeping.compareAndSet(false, true)) {
+            return;
+        }
+        queue.sweepExpired(System.currentTimeMillis())
+                .onSuccess(expired -> expired.forEach(c -> record(c.getRequest(), c.getSource(),
+                        CommandOutcome.COMMAND_EXPIRED)))
+                .onComplete(done -> sweeping.set(false));
         queue.total().onSuccess(results.queued::set);
     }
 

@@ -6,6 +6,8 @@ import java.util.List;
 
 import jakarta.enterprise.context.ApplicationScoped;
 
+import org.jboss.logging.Logger;
+
 import io.devicegateway.session.RedisCalls;
 import io.devicegateway.session.RedisKeys;
 import io.devicegateway.v1.QueuedCommand;
@@ -16,56 +18,74 @@ import io.vertx.redis.client.Request;
 import io.vertx.redis.client.Response;
 
 /**
- * Commands waiting in Redis for an offline device: one list per device (oldest first), a sorted set of devices
- * by earliest expiry for the sweeper, and a total counter. Every change to a device's list is one atomic Lua script
- * on that device's keys (one Redis Cluster slot), so two replicas never deliver or expire the same command twice.
- * The due index and the total live in another slot and are written by separate calls (README: what is not atomic):
- * the index may name a device too early (the sweeper then finds nothing to do and corrects it), never too late.
+ * Commands waiting in Redis for an offline device: one list per device (oldest first, at most
+ * {@code gateway.commands.max-queued-per-device}), a sorted set of devices by earliest expiry for the sweeper, and a
+ * total counter. Every change to a device's list is one atomic Lua script on that device's keys only (one Redis
+ * Cluster slot), so two replicas never deliver or expire the same command twice, and no script works on more than
+ * one device's queue. The due index and the total live in another slot and are written by separate calls (README:
+ * what is not atomic): the index may name a device too early (the sweeper then finds nothing to do and corrects it),
+ * never too late.
  */
 @ApplicationScoped
 public class OfflineQueue {
 
-    /** Queues unless the device came online meanwhile (0) or was never seen (-1); 1 when queued. KEYS: session, queue. */
+    private static final Logger LOG = Logger.getLogger(OfflineQueue.class);
+
+    /**
+     * Queues (1) unless the device came online meanwhile (0), was never seen (-1) or its queue is full (-2).
+     * KEYS: session, queue; ARGV: item, cap. The cap is the queue's own length: a global count would be another slot.
+     */
     static final String ENQUEUE = """
             if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
             if redis.call('HGET', KEYS[1], 'online') == '1' then return 0 end
+            if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[2]) then return -2 end
             redis.call('RPUSH', KEYS[2], ARGV[1])
             return 1
             """;
 
-    /** Takes the whole queue of a device, in order. KEYS: queue. */
-    static final String DRAIN = """
-            local items = redis.call('LRANGE', KEYS[1], 0, -1)
-            redis.call('DEL', KEYS[1])
+    /**
+     * Takes up to ARGV[1] commands from the head of an online device's queue, in order; nothing once the device is
+     * offline again (the rest waits for its next return). KEYS: session, queue.
+     */
+    static final String TAKE = """
+            if redis.call('HGET', KEYS[1], 'online') ~= '1' then return {} end
+            local items = redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)
+            if #items > 0 then redis.call('LTRIM', KEYS[2], #items, -1) end
             return items
             """;
 
-    /** Puts commands back at the head of a device's queue, keeping their order. KEYS: queue. */
+    /**
+     * Puts commands back at the head of a device's queue, keeping their order (never refused: nothing is lost); 0
+     * when the first of them is already there, i.e. an earlier attempt landed but its answer was lost (a timeout),
+     * so a retry never duplicates them. KEYS: queue.
+     */
     static final String REQUEUE = """
+            if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
             for i = #ARGV, 1, -1 do redis.call('LPUSH', KEYS[1], ARGV[i]) end
             return #ARGV
             """;
 
-    /** Removes expired commands of one device: returns {earliest remaining expiry or -1, expired...}. KEYS: queue. */
+    /**
+     * Removes the expired commands of one device: returns {earliest remaining expiry or -1, expired...}. Expired
+     * items are overwritten with an empty tombstone and removed together (live items are never rewritten).
+     * KEYS: queue.
+     */
     static final String SWEEP_DEVICE = """
+            local now = tonumber(ARGV[1])
             local items = redis.call('LRANGE', KEYS[1], 0, -1)
             local out = {-1}
-            local keep = {}
             local min = nil
-            for _, item in ipairs(items) do
+            for i, item in ipairs(items) do
               local sep = string.find(item, ':', 1, true)
               local exp = tonumber(string.sub(item, 1, sep - 1))
-              if exp <= tonumber(ARGV[1]) then
+              if exp <= now then
                 table.insert(out, item)
-              else
-                table.insert(keep, item)
-                if (not min) or exp < min then min = exp end
+                redis.call('LSET', KEYS[1], i - 1, '')
+              elseif (not min) or exp < min then
+                min = exp
               end
             end
-            if #out > 1 then
-              redis.call('DEL', KEYS[1])
-              for _, item in ipairs(keep) do redis.call('RPUSH', KEYS[1], item) end
-            end
+            if #out > 1 then redis.call('LREM', KEYS[1], 0, '') end
             if min then out[1] = min end
             return out
             """;
@@ -80,25 +100,27 @@ public class OfflineQueue {
             return min
             """;
 
-    /** Devices whose earliest expiry has passed, at most this many per sweep. */
+    /** Devices whose earliest expiry has passed, at most this many per sweep (each is one short script). */
     private static final int SWEEP_DEVICES = 100;
 
     private final RedisCalls redis;
     private final RedisKeys keys;
+    private final CommandConfig config;
 
-    OfflineQueue(RedisCalls redis, RedisKeys keys) {
+    OfflineQueue(RedisCalls redis, RedisKeys keys, CommandConfig config) {
         this.redis = redis;
         this.keys = keys;
+        this.config = config;
     }
 
     /**
-     * 1 queued, 0 the device is online, -1 never seen. The due index is lowered after the push, so a sweep that
-     * read the list before it cannot leave the command unindexed.
+     * 1 queued, 0 the device is online, -1 never seen, -2 its queue is full. The due index is lowered after the
+     * push, so a sweep that read the list before it cannot leave the command unindexed.
      */
     public Future<Integer> enqueue(QueuedCommand command) {
         String device = command.getRequest().getDeviceId();
         return redis.send(Request.cmd(Command.EVAL).arg(ENQUEUE).arg(2).arg(keys.session(device))
-                        .arg(keys.queue(device)).arg(item(command)))
+                        .arg(keys.queue(device)).arg(item(command)).arg(config.maxQueuedPerDevice()))
                 .map(Response::toInteger)
                 .compose(result -> result != 1 ? Future.succeededFuture(result)
                         : index(device, command.getExpiresAtMs())
@@ -106,17 +128,23 @@ public class OfflineQueue {
                                 .map(v -> result));
     }
 
-    /** Takes a device's queue; its due index entry is left for the sweeper, which drops it when it finds nothing. */
-    public Future<List<QueuedCommand>> drain(String deviceId) {
-        return redis.send(Request.cmd(Command.EVAL).arg(DRAIN).arg(1).arg(keys.queue(deviceId)))
-                .compose(items -> {
+    /**
+     * The next batch ({@code gateway.commands.drain-batch-size}) of an online device's queue, removed from Redis;
+     * empty when none is left or it went offline. Its due index entry is left for the sweeper, which drops it when
+     * it finds nothing.
+     */
+    public Future<List<QueuedCommand>> take(String deviceId) {
+        return redis.send(Request.cmd(Command.EVAL).arg(TAKE).arg(2).arg(keys.session(deviceId))
+                .arg(keys.queue(deviceId)).arg(config.drainBatchSize())).compose(items -> {
+                    int taken = items == null ? 0 : items.size();
                     List<QueuedCommand> commands = commands(items);
-                    return commands.isEmpty() ? Future.succeededFuture(commands)
-                            : redis.send(Request.cmd(Command.DECRBY).arg(keys.queuedTotal()).arg(commands.size()))
-                                    .map(v -> commands).otherwise(commands);
+                    return taken == 0 ? Future.succeededFuture(commands)
+                            : redis.send(Request.cmd(Command.DECRBY).arg(keys.queuedTotal()).arg(taken))
+                                    .map(v -> commands).otherwise(commands); // a gauge: the commands count more
                 });
     }
 
+    /** Puts commands back at the head of the queue; safe to retry after a failure (see {@link #REQUEUE}). */
     public Future<Void> requeue(String deviceId, List<QueuedCommand> commands) {
         if (commands.isEmpty()) {
             return Future.succeededFuture();
@@ -124,9 +152,10 @@ public class OfflineQueue {
         long minExpiry = commands.stream().mapToLong(QueuedCommand::getExpiresAtMs).min().getAsLong();
         Request request = Request.cmd(Command.EVAL).arg(REQUEUE).arg(1).arg(keys.queue(deviceId));
         commands.forEach(c -> request.arg(item(c)));
-        return redis.send(request).compose(v -> index(deviceId, minExpiry))
-                .compose(v -> redis.send(Request.cmd(Command.INCRBY).arg(keys.queuedTotal()).arg(commands.size())))
-                .mapEmpty();
+        return redis.send(request).map(Response::toInteger)
+                .compose(pushed -> index(deviceId, minExpiry).compose(v -> pushed == 0 ? Future.succeededFuture()
+                        : redis.send(Request.cmd(Command.INCRBY).arg(keys.queuedTotal()).arg(commands.size()))
+                                .<Void> mapEmpty()));
     }
 
     /**
@@ -152,22 +181,35 @@ public class OfflineQueue {
                     }
                     return redis.batch(sweeps, queues).compose(swept -> {
                         List<QueuedCommand> expired = new ArrayList<>();
+                        int removed = 0;
                         List<Request> reindex = new ArrayList<>();
                         for (int i = 0; i < devices.size(); i++) {
                             Response r = swept.get(i);
                             long min = r.get(0).toLong();
                             for (int j = 1; j < r.size(); j++) {
-                                expired.add(command(r.get(j)));
+                                removed++;
+                                QueuedCommand c = command(r.get(j));
+                                if (c != null) {
+                                    expired.add(c);
+                                }
                             }
                             reindex.add(min < 0 ? Request.cmd(Command.ZREM).arg(keys.queueDue()).arg(devices.get(i))
                                     : Request.cmd(Command.ZADD).arg(keys.queueDue()).arg(min).arg(devices.get(i)));
                         }
+                        int decrement = removed;
                         return redis.batch(reindex, reindex.stream().map(x -> keys.queueDue()).toList())
                                 .compose(v -> recheck(devices, queues))
-                                .compose(v -> expired.isEmpty() ? Future.<Response> succeededFuture()
+                                .compose(v -> decrement == 0 ? Future.<Response> succeededFuture()
                                         : redis.send(Request.cmd(Command.DECRBY).arg(keys.queuedTotal())
-                                                .arg(expired.size())))
-                                .map(v -> expired);
+                                                .arg(decrement)))
+                                .transform(done -> {
+                                    // the scripts removed them: they are reported expired even if the index writes
+                                    // failed (an entry left early only costs the next sweep a look)
+                                    if (done.failed()) {
+                                        LOG.debugf("Expiry index not updated after a sweep: %s", done.cause());
+                                    }
+                                    return Future.succeededFuture(expired);
+                                });
                     });
                 });
     }
@@ -212,18 +254,24 @@ public class OfflineQueue {
             return commands;
         }
         for (Response item : response) {
-            commands.add(command(item));
+            QueuedCommand c = command(item);
+            if (c != null) {
+                commands.add(c);
+            }
         }
         return commands;
     }
 
+    /** The command in an item, or null (logged) when it cannot be read. */
     private static QueuedCommand command(Response item) {
         byte[] bytes = item.toBytes();
         int sep = new String(bytes, 0, Math.min(bytes.length, 24), StandardCharsets.US_ASCII).indexOf(':');
         try {
             return QueuedCommand.parseFrom(java.util.Arrays.copyOfRange(bytes, sep + 1, bytes.length));
-        } catch (com.google.protobuf.InvalidProtocolBufferException e) {
-            throw new IllegalStateException("corrupt queued command in Redis", e);
+        } catch (com.google.protobuf.InvalidProtocolBufferException | RuntimeException e) {
+            // one unreadable item must not block the device's whole queue forever
+            LOG.errorf("Dropping an unreadable queued command (%d bytes) from Redis: %s", bytes.length, e.toString());
+            return null;
         }
     }
 }

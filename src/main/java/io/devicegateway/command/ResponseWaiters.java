@@ -9,14 +9,18 @@ import jakarta.inject.Singleton;
 import io.devicegateway.contract.DeviceTopic;
 import io.devicegateway.contract.RejectReason;
 import io.devicegateway.contract.TopicKind;
+import io.devicegateway.ingest.IngestConfig;
 import io.devicegateway.ingest.TelemetryIngest;
 import io.devicegateway.platform.mqtt.InboundMessage;
+import io.devicegateway.platform.mqtt.MqttConfig;
 import io.devicegateway.platform.mqtt.MqttConnection;
 import io.devicegateway.platform.mqtt.MqttSubscription;
 import io.devicegateway.session.RedisCalls;
 import io.devicegateway.session.RedisKeys;
 import io.devicegateway.v1.CommandOutcome;
 import io.devicegateway.v1.CommandResult;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import io.vertx.core.Future;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
@@ -28,6 +32,12 @@ import io.vertx.redis.client.Request;
  * Device responses on {@code devices/{id}/responses/{correlationId}[/{status}]}. Every replica subscribes without
  * the shared group, so the replica waiting for a correlation id always sees the answer, whichever replica the
  * command went out from. One replica (the first to claim the correlation id in Redis) records it as RESPONDED.
+ *
+ * <p>A response counts only from the device the command was sent to: before each publish the command is recorded in
+ * Redis under the device's {@code {<id>}:responded:<corr>} key ({@link #expect}), and a waiter is registered under the
+ * same pair. A response whose device was not sent that correlation id is dead-lettered
+ * ({@code response-device-mismatch}) and completes nothing. The record also keeps a correlation id unique per device
+ * while a SendEvent waits for it (ALREADY_EXISTS for a second one), across replicas.
  */
 @Singleton
 public class ResponseWaiters implements MqttSubscription {
@@ -36,7 +46,40 @@ public class ResponseWaiters implements MqttSubscription {
     public record DeviceResponse(String deviceId, String correlationId, int status, Buffer payload) {
     }
 
+    /** Room a packet needs beyond its payload (topic, packet id, properties). */
+    static final int PACKET_HEADROOM = 16 * 1024;
+
+    /**
+     * Records that a command goes out: {@code s} (sent), or {@code w:<deadline ms>} while a SendEvent waits for the
+     * answer. Refused (0) while another SendEvent still waits for the same device and correlation id.
+     */
+    static final String EXPECT = """
+            local v = redis.call('GET', KEYS[1])
+            if v and string.sub(v, 1, 2) == 'w:' and tonumber(string.sub(v, 3)) > tonumber(ARGV[1]) then return 0 end
+            redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+            return 1
+            """;
+
+    /**
+     * A response arrived: 1 when this replica records it, 0 when it is already recorded, -1 when no command with this
+     * correlation id was sent to this device.
+     */
+    static final String CLAIM = """
+            local v = redis.call('GET', KEYS[1])
+            if not v then return -1 end
+            if string.sub(v, 1, 2) == 'r:' then return 0 end
+            redis.call('SET', KEYS[1], 'r:' .. ARGV[1], 'PX', ARGV[2])
+            return 1
+            """;
+
+    /** A wait ended without an answer: the correlation id is free again (only if it is still this wait's). */
+    static final String RELEASE = """
+            if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], 's', 'PX', ARGV[2]) end
+            return 1
+            """;
+
     private final CommandConfig config;
+    /** Waiting SendEvent calls by {@code deviceId/correlationId} ('/' appears in neither). */
     private final Map<String, Promise<DeviceResponse>> waiting = new ConcurrentHashMap<>();
     private final Vertx vertx;
     private final RedisCalls redis;
@@ -45,8 +88,15 @@ public class ResponseWaiters implements MqttSubscription {
     private final TelemetryIngest ingest;
     private final MqttConnection connection;
 
-    ResponseWaiters(CommandConfig config, Vertx vertx, RedisCalls redis, RedisKeys keys, CommandResults results,
-            TelemetryIngest ingest, MqttConnection connection) {
+    ResponseWaiters(CommandConfig config, MqttConfig mqtt, IngestConfig ingestConfig, Vertx vertx, RedisCalls redis,
+            RedisKeys keys, CommandResults results, TelemetryIngest ingest, MqttConnection connection) {
+        int largest = Math.max(config.maxResponseBytes(), ingestConfig.maxPayloadBytes());
+        if ((long) largest + PACKET_HEADROOM > mqtt.maxPacketSize()) {
+            // otherwise the broker would drop (for the gateway) messages that should have been accepted or dead-lettered
+            throw new IllegalArgumentException("gateway.mqtt.max-packet-size (" + mqtt.maxPacketSize()
+                    + ") must be at least " + PACKET_HEADROOM + " bytes above gateway.commands.max-response-bytes and "
+                    + "gateway.ingest.max-payload-bytes (largest: " + largest + ")");
+        }
         this.config = config;
         this.vertx = vertx;
         this.redis = redis;
@@ -66,23 +116,63 @@ public class ResponseWaiters implements MqttSubscription {
         return false;
     }
 
-    /** Registers before publishing, so an answer can never arrive before its waiter. */
-    public Future<DeviceResponse> await(String correlationId, long timeoutMs) {
+    private static String pair(String deviceId, String correlationId) {
+        return deviceId + "/" + correlationId;
+    }
+
+    private String key(String deviceId, String correlationId) {
+        return keys.responded(deviceId, correlationId);
+    }
+
+    /**
+     * Registers a waiter before publishing, so an answer can never arrive before it. Fails at once with
+     * ALREADY_EXISTS when this replica already waits for the same device and correlation id.
+     */
+    public Future<DeviceResponse> await(String deviceId, String correlationId, long timeoutMs) {
         Promise<DeviceResponse> promise = Promise.promise();
-        waiting.put(correlationId, promise);
+        String pair = pair(deviceId, correlationId);
+        if (waiting.putIfAbsent(pair, promise) != null) {
+            return Future.failedFuture(inUse(deviceId, correlationId));
+        }
         long timer = vertx.setTimer(timeoutMs, id -> {
-            if (waiting.remove(correlationId, promise)) {
+            if (waiting.remove(pair, promise)) {
                 promise.tryFail(new java.util.concurrent.TimeoutException("no response within " + timeoutMs + " ms"));
             }
         });
         return promise.future().onComplete(done -> vertx.cancelTimer(timer));
     }
 
-    public void cancel(String correlationId) {
-        Promise<DeviceResponse> promise = waiting.remove(correlationId);
-        if (promise != null) {
+    /** Gives up a wait this caller registered (the publish failed); never touches another caller's. */
+    public void cancel(String deviceId, String correlationId, Future<DeviceResponse> wait) {
+        Promise<DeviceResponse> promise = waiting.get(pair(deviceId, correlationId));
+        if (promise != null && promise.future() == wait && waiting.remove(pair(deviceId, correlationId), promise)) {
             promise.tryFail(new IllegalStateException("cancelled"));
         }
+    }
+
+    /**
+     * Records in Redis that a command with this correlation id goes to this device (before it is published), waiting
+     * until {@code waitUntilMs} (0: nobody waits). Fails with ALREADY_EXISTS while a SendEvent waits for the same
+     * pair, or with the Redis error.
+     */
+    public Future<Void> expect(String deviceId, String correlationId, long waitUntilMs) {
+        long ttl = Math.max(config.responseClaimTtl().toMillis(), waitUntilMs - System.currentTimeMillis());
+        return redis.send(Request.cmd(Command.EVAL).arg(EXPECT).arg(1).arg(key(deviceId, correlationId))
+                .arg(System.currentTimeMillis()).arg(waitUntilMs > 0 ? "w:" + waitUntilMs : "s").arg(ttl))
+                .compose(r -> r.toInteger() == 1 ? Future.succeededFuture()
+                        : Future.failedFuture(inUse(deviceId, correlationId)));
+    }
+
+    /** A wait that {@link #expect} recorded ended without an answer: the correlation id may be used again. */
+    public Future<Void> release(String deviceId, String correlationId, long waitUntilMs) {
+        return redis.send(Request.cmd(Command.EVAL).arg(RELEASE).arg(1).arg(key(deviceId, correlationId))
+                .arg("w:" + waitUntilMs).arg(config.responseClaimTtl().toMillis())).<Void> mapEmpty()
+                .otherwiseEmpty(); // if Redis is gone, the wait's deadline frees it anyway
+    }
+
+    private static StatusRuntimeException inUse(String deviceId, String correlationId) {
+        return Status.ALREADY_EXISTS.withDescription("a SendEvent for device " + deviceId + " is still waiting for "
+                + "correlation id " + correlationId).asRuntimeException();
     }
 
     @Override
@@ -110,19 +200,40 @@ public class ResponseWaiters implements MqttSubscription {
             ingest.reject(message, RejectReason.INVALID_RESPONSE);
             return;
         }
-        DeviceResponse response = new DeviceResponse(parsed.topic().deviceId(), levels[0], status,
-                message.payload());
-        Promise<DeviceResponse> waiter = waiting.remove(response.correlationId());
-        if (waiter != null) {
-            waiter.tryComplete(response);
+        String device = parsed.topic().deviceId();
+        String pair = pair(device, levels[0]);
+        int size = message.payloadBytes().length;
+        if (size > config.maxResponseBytes()) {
+            // only the asked device's wait ends (the key holds the device): another device cannot cut it short
+            Promise<DeviceResponse> waiter = waiting.remove(pair);
+            if (waiter != null) {
+                waiter.tryFail(Status.RESOURCE_EXHAUSTED.withDescription("device " + device + " answered "
+                        + levels[0] + " with " + size + " bytes, over gateway.commands.max-response-bytes ("
+                        + config.maxResponseBytes() + "); dead-lettered as response-too-large").asRuntimeException());
+            }
+            ingest.reject(message, RejectReason.RESPONSE_TOO_LARGE);
+            return;
         }
+        DeviceResponse response = new DeviceResponse(device, levels[0], status, message.payload());
+        Promise<DeviceResponse> waiter = waiting.remove(pair);
         // exactly one replica records the response; without Redis (down, or not answering within
-        // quarkus.redis.timeout) the replica that was waiting does, and the ack is never held longer than that
-        redis.send(Request.cmd(Command.SET).arg(keys.responded(response.correlationId())).arg(connection.instanceId())
-                .arg("NX").arg("PX").arg(config.responseClaimTtl().toMillis()))
+        // quarkus.redis.timeout) the replica that was waiting does, and the ack is never held longer than that. The
+        // waiting call completes after the claim, so a caller that reuses the correlation id at once finds it free.
+        redis.send(Request.cmd(Command.EVAL).arg(CLAIM).arg(1).arg(key(device, levels[0]))
+                .arg(connection.instanceId()).arg(config.responseClaimTtl().toMillis()))
                 .onComplete(claim -> {
-                    boolean mine = claim.succeeded() ? claim.result() != null : waiter != null;
-                    if (mine) {
+                    if (waiter != null) {
+                        waiter.tryComplete(response);
+                    }
+                    int outcome = claim.succeeded() ? claim.result().toInteger() : (waiter != null ? 1 : 0);
+                    if (outcome == -1 && waiter != null) {
+                        outcome = 1; // our own waiter proves the device was asked, even if Redis lost the record
+                    }
+                    if (outcome == -1) {
+                        ingest.reject(message, RejectReason.RESPONSE_DEVICE_MISMATCH);
+                        return;
+                    }
+                    if (outcome == 1) {
                         results.record(CommandResult.newBuilder().setCorrelationId(response.correlationId())
                                 .setDeviceId(response.deviceId()).setOutcome(CommandOutcome.COMMAND_RESPONDED)
                                 .setResponseStatus(response.status())

@@ -19,6 +19,13 @@ public enum RejectReason {
     INVALID_STATUS("invalid-status"),
     /** A response topic whose status level is not an integer. */
     INVALID_RESPONSE("invalid-response"),
+    /**
+     * A response on {@code devices/{id}/responses/{corr}} although no command with that correlation id was sent to
+     * {@code {id}} (another device's command, an unknown id, or one older than the response claim TTL).
+     */
+    RESPONSE_DEVICE_MISMATCH("response-device-mismatch"),
+    /** A response payload larger than {@code gateway.commands.max-response-bytes}. */
+    RESPONSE_TOO_LARGE("response-too-large"),
     /** Kafka refused the record for good (e.g. larger than the broker's message.max.bytes). */
     KAFKA_REJECTED("kafka-rejected");
 

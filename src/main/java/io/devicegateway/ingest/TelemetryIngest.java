@@ -117,7 +117,7 @@ public class TelemetryIngest implements MqttSubscription {
         DeviceMessage.Builder envelope = envelope(message, deviceId,
                 parsed.ok() ? Envelopes.kindOf(parsed.topic().kind()) : MessageKind.MESSAGE_KIND_UNSPECIFIED,
                 parsed.ok() ? parsed.topic().subtopic() : "");
-        if (reason != RejectReason.PAYLOAD_TOO_LARGE) {
+        if (reason != RejectReason.PAYLOAD_TOO_LARGE && reason != RejectReason.RESPONSE_TOO_LARGE) {
             envelope.setPayload(UnsafeByteOperations.unsafeWrap(message.payloadBytes()));
         }
         RecordHeaders headers = headers(deviceId, message.topic());

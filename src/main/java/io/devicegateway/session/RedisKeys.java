@@ -47,9 +47,12 @@ public class RedisKeys {
         return prefix + "{queues}:total";
     }
 
-    /** Claim (SET NX, expiring) that one replica records a device's response to a correlation id. Single key. */
-    public String responded(String correlationId) {
-        return prefix + "responded:" + correlationId;
+    /**
+     * A command sent to a device under a correlation id, and who recorded its response (command/ResponseWaiters).
+     * In the device's slot like its session and queue; correlation ids are only unique per device.
+     */
+    public String responded(String deviceId, String correlationId) {
+        return prefix + "{" + deviceId + "}:responded:" + correlationId;
     }
 
     public String prefix() {

@@ -52,6 +52,8 @@ class Mqtt5CommandTest {
         final List<Mqtt5Publish> commands = new CopyOnWriteArrayList<>();
         final Mqtt5AsyncClient client;
         volatile String forgedCorrelation;
+        /** False: commands are only collected; the test answers with {@link #reply}. */
+        volatile boolean answering = true;
 
         Mqtt5Device(int port) {
             client = MqttClient.builder().useMqttVersion5().identifier("v5dev-" + UUID.randomUUID())
@@ -65,7 +67,7 @@ class Mqtt5CommandTest {
 
         private void onCommand(Mqtt5Publish command) {
             commands.add(command);
-            if (command.getResponseTopic().isEmpty()) {
+            if (command.getResponseTopic().isEmpty() || !answering) {
                 return;
             }
             ByteBuffer correlation = forgedCorrelation != null
@@ -74,6 +76,12 @@ class Mqtt5CommandTest {
             client.publishWith().topic(command.getResponseTopic().get()).correlationData(correlation)
                     .userProperties().add("status", "202").applyUserProperties()
                     .payload("done".getBytes(StandardCharsets.UTF_8)).qos(MqttQos.AT_LEAST_ONCE).send();
+        }
+
+        /** Publishes {@code body} on {@code topic} with {@code correlation} as its Correlation Data. */
+        void reply(String topic, String correlation, String body) {
+            client.publishWith().topic(topic).correlationData(correlation.getBytes(StandardCharsets.UTF_8))
+                    .payload(body.getBytes(StandardCharsets.UTF_8)).qos(MqttQos.AT_LEAST_ONCE).send().join();
         }
 
         @Override
@@ -146,6 +154,33 @@ class Mqtt5CommandTest {
             assertEquals(io.grpc.Status.Code.DEADLINE_EXCEEDED, error.getStatus().getCode());
             var rejected = dlq.await(r -> device.id.equals(r.key()), 1, TIMEOUT).get(0);
             assertEquals("invalid-response", KafkaRecords.header(rejected, "reason"));
+        }
+    }
+
+    @Test
+    void anMqtt5ReplyFromAnotherDeviceIsDeadLetteredAndTheCallKeepsWaiting() throws Exception {
+        LocalServers servers = SharedServers.get();
+        try (Mqtt5Device asked = new Mqtt5Device(servers.mosquitto.port);
+                Mqtt5Device other = new Mqtt5Device(servers.mosquitto.port);
+                KafkaRecords dlq = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.dlq")) {
+            asked.answering = false;
+            awaitOnline(asked.id);
+            java.util.concurrent.CompletableFuture<SendEventResponse> call = java.util.concurrent.CompletableFuture
+                    .supplyAsync(() -> send(SendEventRequest.newBuilder().setDeviceId(asked.id).setName("open")
+                            .setAwaitResponse(true).setResponseTimeoutMs(20_000).build()));
+            Awaitility.await().atMost(TIMEOUT).until(() -> !asked.commands.isEmpty());
+            Mqtt5Publish command = asked.commands.get(0);
+            String corr = StandardCharsets.UTF_8.decode(command.getCorrelationData().orElseThrow()).toString();
+
+            // the other device answers with the right correlation data, on its own response topic
+            other.reply("devices/" + other.id + "/responses/" + corr, corr, "forged");
+            var rejected = dlq.await(r -> other.id.equals(r.key()), 1, TIMEOUT).get(0);
+            assertEquals("response-device-mismatch", KafkaRecords.header(rejected, "reason"));
+
+            asked.reply(command.getResponseTopic().orElseThrow().toString(), corr, "genuine");
+            SendEventResponse response = call.get(30, java.util.concurrent.TimeUnit.SECONDS);
+            assertEquals(Outcome.RESPONDED, response.getOutcome());
+            assertEquals("genuine", response.getResponsePayload().toStringUtf8());
         }
     }
 }

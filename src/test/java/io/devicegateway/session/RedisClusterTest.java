@@ -1,6 +1,7 @@
 package io.devicegateway.session;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.net.URL;
 import java.time.Duration;
@@ -34,6 +35,7 @@ import io.devicegateway.v1.Outcome;
 import io.devicegateway.v1.SendEventRequest;
 import io.devicegateway.v1.SendEventResponse;
 import io.grpc.ManagedChannel;
+import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
 import io.quarkus.test.common.http.TestHTTPResource;
@@ -47,8 +49,9 @@ import io.vertx.redis.client.Response;
 
 /**
  * On a real Redis Cluster of three masters ({@code quarkus.redis.client-type=cluster}): sessions, presence, the
- * offline queue with in-order delivery and TTL expiry, responses and the client id lease all work. Redis Cluster
- * refuses any script or pipeline whose keys span slots (CROSSSLOT), so every path run here proves its keys agree.
+ * offline queue with in-order delivery, its per-device cap and TTL expiry, responses and the client id lease all
+ * work. Redis Cluster refuses any script or pipeline whose keys span slots (CROSSSLOT), so every path run here proves
+ * its keys agree.
  */
 @QuarkusTest
 @TestProfile(RedisClusterTest.ClusterRedis.class)
@@ -75,6 +78,7 @@ class RedisClusterTest {
             // a leased client id (own prefix on the shared broker): the lease scripts run on the cluster too
             config.put("gateway.mqtt.client-id-prefix", "dgw-redis-cluster-test");
             config.put("gateway.grpc.auth.tokens", Agents.tokensConfig());
+            config.put("gateway.commands.max-queued-per-device", "4");
             return config;
         }
 
@@ -146,6 +150,25 @@ class RedisClusterTest {
             assertEquals(List.of("a", "b", "c"), back.received().stream().map(DeviceAgent.Received::name).toList());
             Awaitility.await().atMost(TIMEOUT).until(() -> call(Request.cmd(Command.GET).arg(keys.queuedTotal())),
                     total -> total != null && total.toLong() == 0);
+
+            // the per-device cap counts the device's own list (its slot): the fifth command is refused
+            DeviceAgent capped = devices.get(1);
+            assertEquals(RedisCalls.slot(keys.session(capped.deviceId)),
+                    RedisCalls.slot(keys.responded(capped.deviceId, "c-1")));
+            capped.goOffline();
+            Awaitility.await().atMost(TIMEOUT).until(() -> !online(capped.deviceId));
+            for (String name : List.of("w", "x", "y", "z")) {
+                assertEquals(Outcome.QUEUED, stub().sendEvent(command(capped.deviceId, name).setTtlSeconds(60).build())
+                        .getOutcome());
+            }
+            StatusRuntimeException full = assertThrows(StatusRuntimeException.class,
+                    () -> stub().sendEvent(command(capped.deviceId, "over").setTtlSeconds(60).build()));
+            assertEquals(Status.Code.RESOURCE_EXHAUSTED, full.getStatus().getCode());
+            DeviceAgent cappedBack = new DeviceAgent(capped.deviceId, port).connect();
+            devices.add(cappedBack);
+            Awaitility.await().atMost(TIMEOUT).until(() -> cappedBack.received().size() == 4);
+            assertEquals(List.of("w", "x", "y", "z"),
+                    cappedBack.received().stream().map(DeviceAgent.Received::name).toList());
         } finally {
             devices.forEach(DeviceAgent::close);
             channel.shutdownNow();

@@ -25,6 +25,8 @@ public final class DeviceAgent implements AutoCloseable {
     private final List<Received> received = new CopyOnWriteArrayList<>();
     private volatile Integer answerStatus;
     private volatile String answerBody;
+    private volatile java.util.function.Consumer<Received> hook = r -> {
+    };
     private Mqtt3AsyncClient client;
 
     public DeviceAgent(String deviceId, int port) {
@@ -37,6 +39,19 @@ public final class DeviceAgent implements AutoCloseable {
         this.answerStatus = status;
         this.answerBody = body;
         return this;
+    }
+
+    /** Runs {@code hook} on the client's thread for every command received, before any answer. */
+    public DeviceAgent onCommand(java.util.function.Consumer<Received> hook) {
+        this.hook = hook;
+        return this;
+    }
+
+    /** Publishes a response to {@code correlationId} on this device's response topic (status null: the short form). */
+    public void respond(String correlationId, Integer status, String body) {
+        client.publishWith().topic("devices/" + deviceId + "/responses/" + correlationId
+                + (status == null ? "" : "/" + status)).payload(body.getBytes(StandardCharsets.UTF_8))
+                .qos(MqttQos.AT_LEAST_ONCE).send().join();
     }
 
     /** Connects, subscribes to commands, then publishes the retained birth message. */
@@ -69,10 +84,12 @@ public final class DeviceAgent implements AutoCloseable {
         Received r = new Received(publish.getTopic().toString(), levels[3], levels[4],
                 new String(publish.getPayloadAsBytes(), StandardCharsets.UTF_8));
         received.add(r);
-        if (answerBody != null) {
+        hook.accept(r);
+        String body = answerBody;
+        if (body != null) {
             String topic = "devices/" + deviceId + "/responses/" + r.correlationId()
                     + (answerStatus == null ? "" : "/" + answerStatus);
-            client.publishWith().topic(topic).payload(answerBody.getBytes(StandardCharsets.UTF_8))
+            client.publishWith().topic(topic).payload(body.getBytes(StandardCharsets.UTF_8))
                     .qos(MqttQos.AT_LEAST_ONCE).send();
         }
     }

@@ -72,6 +72,16 @@ public interface MqttConfig {
     int receiveMaximum();
 
     /**
+     * MQTT 5 Maximum Packet Size the gateway accepts: the broker never sends it a larger packet (Mosquitto drops such
+     * a message for the gateway's session; the publisher still got its PUBACK). Bounds what one device message can
+     * cost every replica. Default 1 MiB + 64 KiB; must exceed {@code gateway.ingest.max-payload-bytes} and
+     * {@code gateway.commands.max-response-bytes} by room for topic and properties, so messages just over those
+     * limits still reach the gateway and are dead-lettered. MQTT 3.1.1 has no such property.
+     */
+    @WithDefault("1114112")
+    int maxPacketSize();
+
+    /**
      * MQTT 5 Session Expiry Interval: how long the broker keeps the gateway's session (and queues messages for it)
      * while no connection holds it. Replicas adopt orphaned sessions long before this; it bounds what a broker
      * keeps for a fleet of gateways that is entirely gone.

@@ -108,6 +108,10 @@ public class MqttConnection {
             throw new IllegalArgumentException("gateway.mqtt.receive-maximum must be 1-65535, not "
                     + config.receiveMaximum());
         }
+        if (config.maxPacketSize() < 1024 || config.maxPacketSize() > MqttLink.MAX_PACKET_SIZE) {
+            throw new IllegalArgumentException("gateway.mqtt.max-packet-size must be 1024-" + MqttLink.MAX_PACKET_SIZE
+                    + ", not " + config.maxPacketSize());
+        }
         if (!config.protocolVersion().equals("5") && !config.protocolVersion().equals("3.1.1")) {
             throw new IllegalArgumentException("gateway.mqtt.protocol-version must be 5 or 3.1.1, not "
                     + config.protocolVersion());
@@ -396,7 +400,8 @@ public class MqttConnection {
     MqttLink.Settings settings(String id, boolean cleanStart) {
         return new MqttLink.Settings(id, config.protocolVersion().equals("5"), cleanStart,
                 config.username().orElse(null), config.password().orElse(null), config.keepAliveSeconds(),
-                config.sessionExpiry().toSeconds(), config.receiveMaximum(), config.maxOutboundInFlight(),
+                config.sessionExpiry().toSeconds(), config.receiveMaximum(), config.maxPacketSize(),
+                config.maxOutboundInFlight(),
                 config.connectTimeout().toMillis(), leases == null || cleanStart ? null : config.goneTopic() + "/" + id,
                 instanceId);
     }

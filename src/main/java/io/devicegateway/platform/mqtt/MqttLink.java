@@ -60,7 +60,10 @@ final class MqttLink {
             MqttQoS.AT_MOST_ONCE, false, 2);
     private static final MqttMessage PINGREQ = new MqttMessage(new MqttFixedHeader(MqttMessageType.PINGREQ, false,
             MqttQoS.AT_MOST_ONCE, false, 0));
-    /** The largest packet MQTT allows: the broker's own limit decides (a smaller one would wedge the decoder). */
+    /**
+     * The decoder takes the largest packet MQTT allows: an MQTT 5 broker honours the Maximum Packet Size we send in
+     * CONNECT, and a smaller decoder limit would wedge the connection on a redelivered oversize QoS 1 message.
+     */
     static final int MAX_PACKET_SIZE = 268_435_455;
 
     /** What the owner of the link is told. Called on the link's context. */
@@ -72,8 +75,8 @@ final class MqttLink {
 
     /** How to connect. */
     record Settings(String clientId, boolean mqtt5, boolean cleanStart, String username, String password,
-            int keepAliveSeconds, long sessionExpirySeconds, int receiveMaximum, int maxOutboundInFlight,
-            long connectTimeoutMillis, String willTopic, String willPayload) {
+            int keepAliveSeconds, long sessionExpirySeconds, int receiveMaximum, int maxPacketSize,
+            int maxOutboundInFlight, long connectTimeoutMillis, String willTopic, String willPayload) {
     }
 
     /** The broker's CONNACK. */
@@ -236,6 +239,9 @@ final class MqttLink {
                     (int) Math.min(settings.sessionExpirySeconds(), 0xFFFF_FFFFL)));
             properties.add(new MqttProperties.IntegerProperty(MqttProperties.MqttPropertyType.RECEIVE_MAXIMUM.value(),
                     settings.receiveMaximum()));
+            // the broker must not send us anything larger: one huge device message cannot cost every replica its memory
+            properties.add(new MqttProperties.IntegerProperty(
+                    MqttProperties.MqttPropertyType.MAXIMUM_PACKET_SIZE.value(), settings.maxPacketSize()));
             connect.properties(properties);
         }
         return connect.build();
