@@ -70,8 +70,15 @@ public class CommandRouter {
         this.vertx = vertx;
     }
 
+    private long sweepTimer = -1;
+
+    /** The sweep must not reach the Redis client once Quarkus has destroyed it. */
+    void stop(@Observes io.quarkus.runtime.ShutdownEvent event) {
+        vertx.cancelTimer(sweepTimer);
+    }
+
     void start(@Observes StartupEvent event) {
-        vertx.setPeriodic(config.expirySweepInterval().toMillis(), id -> sweep());
+        sweepTimer = vertx.setPeriodic(config.expirySweepInterval().toMillis(), id -> sweep());
     }
 
     /** The topic a command is published to. */
@@ -135,6 +142,21 @@ public class CommandRouter {
                     return enqueue(request, source, expiresAt);
                 })
                 .onFailure(e -> failed(request, source, e));
+    }
+
+    /**
+     * Throws UNAVAILABLE while this instance cannot take a command: shutting down, or its command-results writer
+     * holds its bound of unwritten results (Kafka down or refusing), so results never queue without limit.
+     */
+    public void checkAccepting() {
+        if (responses.stopping()) {
+            throw Status.UNAVAILABLE.withDescription("gateway instance shutting down; retry (another replica answers)")
+                    .asRuntimeException();
+        }
+        if (!results.accepting()) {
+            throw Status.UNAVAILABLE.withDescription("command results cannot be written to Kafka at the moment; retry")
+                    .asRuntimeException();
+        }
     }
 
     /** Records a command that went stale before the gateway could send it (never sent to the device). */

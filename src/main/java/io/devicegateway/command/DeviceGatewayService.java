@@ -37,6 +37,7 @@ public class DeviceGatewayService implements DeviceGateway {
         try {
             valid = router.validate(request);
             permit(agent, valid.getDeviceId());
+            router.checkAccepting();
         } catch (StatusRuntimeException e) {
             router.rejected(request, "grpc", e);
             return Uni.createFrom().failure(e);

@@ -129,6 +129,9 @@ public class ResponseWaiters implements MqttSubscription {
      * ALREADY_EXISTS when this replica already waits for the same device and correlation id.
      */
     public Future<DeviceResponse> await(String deviceId, String correlationId, long timeoutMs) {
+        if (stopping) {
+            return Future.failedFuture(shuttingDown());
+        }
         Promise<DeviceResponse> promise = Promise.promise();
         String pair = pair(deviceId, correlationId);
         if (waiting.putIfAbsent(pair, promise) != null) {
@@ -141,6 +144,33 @@ public class ResponseWaiters implements MqttSubscription {
         });
         return promise.future().onComplete(done -> vertx.cancelTimer(timer));
     }
+
+    /**
+     * SIGTERM: every waiting SendEvent is answered UNAVAILABLE at once (the agent retries on another replica) and no
+     * new wait starts, so open calls never hold the MQTT drain or the pod's grace period back. Runs before the drain.
+     */
+    void shutdown(@jakarta.enterprise.event.Observes @jakarta.annotation.Priority(10)
+            io.quarkus.runtime.ShutdownDelayInitiatedEvent event) {
+        stopping = true;
+        for (String pair : waiting.keySet()) {
+            Promise<DeviceResponse> promise = waiting.remove(pair);
+            if (promise != null) {
+                promise.tryFail(shuttingDown());
+            }
+        }
+    }
+
+    /** True once shutdown began: new commands are refused with UNAVAILABLE. */
+    public boolean stopping() {
+        return stopping;
+    }
+
+    private static io.grpc.StatusRuntimeException shuttingDown() {
+        return Status.UNAVAILABLE.withDescription("gateway instance shutting down; retry (another replica answers)")
+                .asRuntimeException();
+    }
+
+    private volatile boolean stopping;
 
     /** Gives up a wait this caller registered (the publish failed); never touches another caller's. */
     public void cancel(String deviceId, String correlationId, Future<DeviceResponse> wait) {
