@@ -1,7 +1,5 @@
 package io.devicegateway.contract;
 
-import java.util.regex.Pattern;
-
 /**
  * The one topic grammar of the gateway. Device-to-cloud topics are
  * {@code devices/{id}/telemetry[/{stream}]}, {@code devices/{id}/events[/{type}]},
@@ -16,7 +14,6 @@ public record DeviceTopic(String deviceId, TopicKind kind, String subtopic) {
     public static final String ROOT = "devices";
     /** Longest accepted subtopic (stream/type), in characters. */
     public static final int MAX_SUBTOPIC_LENGTH = 256;
-    private static final Pattern SUBTOPIC_LEVEL = Pattern.compile("[A-Za-z0-9._:-]+");
 
     /** Result of parsing: either a topic or the reason it was rejected. */
     public record Parsed(DeviceTopic topic, RejectReason rejection) {
@@ -49,7 +46,7 @@ public record DeviceTopic(String deviceId, TopicKind kind, String subtopic) {
         }
         StringBuilder subtopic = new StringBuilder();
         for (int i = 3; i < levels.length; i++) {
-            if (!SUBTOPIC_LEVEL.matcher(levels[i]).matches()) {
+            if (!DeviceIds.isLevel(levels[i])) {
                 return reject(RejectReason.INVALID_STREAM);
             }
             if (i > 3) {

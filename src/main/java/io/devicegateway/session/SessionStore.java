@@ -7,7 +7,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 
-import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.inject.Singleton;
 import jakarta.enterprise.event.Event;
 import jakarta.enterprise.event.Observes;
 
@@ -27,7 +27,7 @@ import io.vertx.redis.client.Response;
  * While Redis is down, pending updates stay (coalesced per device, so memory is bounded by the number of devices)
  * and are written when it returns; reads fail fast so callers can answer UNAVAILABLE.
  */
-@ApplicationScoped
+@Singleton // no client proxy: seen() runs for every device message
 public class SessionStore {
 
     private static final Logger LOG = Logger.getLogger(SessionStore.class);

@@ -27,7 +27,8 @@ import io.devicegateway.testing.LocalServers;
  * broker's default, 20), {@code bench.scenarios} (comma-separated names, default all), {@code bench.raw.protocol}
  * (the raw subscriber's MQTT version, 5 or 3.1.1; default 5), {@code bench.raw.receive-maximum} (explicit Receive
  * Maximum for the raw MQTT 5 subscriber; default: the client's default, which Mosquitto treats as its
- * max_inflight_messages, 20), {@code bench.gateway.jar} (another build's
+ * max_inflight_messages, 20), {@code bench.gateway.config} ({@code key=value;key=value}
+ * gateway settings, e.g. a producer override), {@code bench.gateway.jar} (another build's
  * {@code quarkus-run.jar}, to compare versions in the same conditions), {@code bench.e2e-window} (for the unpaced scenarios: the most messages all devices keep
  * published but not yet delivered; default 1000; 0 = an open-loop flood). A stock Mosquitto never pushes back on QoS 1
  * publishers: it acknowledges them and drops what does not fit a subscriber's queue. Measured on Debian's 2.0.11
@@ -87,6 +88,13 @@ public final class Bench {
             Map<String, String> config = new LinkedHashMap<>(servers.gatewayConfig());
             config.put("gateway.mqtt.client-id", "dgw-bench");
             config.put("gateway.grpc.auth.tokens", io.devicegateway.testing.Agents.tokensConfig());
+            // bench.gateway.config=key=value;key=value: gateway settings to compare (e.g. producer linger)
+            for (String kv : System.getProperty("bench.gateway.config", "").split(";")) {
+                int eq = kv.indexOf('=');
+                if (eq > 0) {
+                    config.put(kv.substring(0, eq).trim(), kv.substring(eq + 1).trim());
+                }
+            }
             Path log = servers.workDir.resolve("gateway.log");
             System.err.println("bench: starting the gateway, log in " + log);
             // bench.gateway.jar: another build's quarkus-run.jar, to compare two versions on the same scenarios
