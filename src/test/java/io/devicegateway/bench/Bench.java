@@ -253,7 +253,8 @@ public final class Bench {
         double gatewayP99 = s.raw() ? Double.NaN
                 : p99Millis(bucketsBefore, gateway.buckets("gateway_ingest_latency_seconds"));
         long droppedAfter = BrokerStats.droppedSoFar(servers.mosquitto.port);
-        long dropped = droppedBefore < 0 || droppedAfter < 0 ? -1 : droppedAfter - droppedBefore;
+        // -1: unknown (not readable, or a stale retained value read before a fresher one: it is up to 10 s old)
+        long dropped = droppedBefore < 0 || droppedAfter < droppedBefore ? -1 : droppedAfter - droppedBefore;
         return new Result(s, sent, tally.delivered(), tally.duplicates(), tally.outOfOrder(), seconds,
                 tally.latency, failures, cpuUsed, gatewayP99, dropped, window);
     }
