@@ -1,6 +1,7 @@
 package io.devicegateway.platform;
 
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
@@ -27,6 +28,8 @@ import io.vertx.core.Vertx;
 @Readiness
 @ApplicationScoped
 public class KafkaReadiness implements HealthCheck {
+
+    private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(KafkaReadiness.class);
 
     private static final long INTERVAL_MS = 2_000;
     private static final long STALE_AFTER_MS = 3 * INTERVAL_MS;
@@ -66,10 +69,47 @@ public class KafkaReadiness implements HealthCheck {
                     if (error == null && !nodes.isEmpty()) {
                         lastSuccessMillis = System.currentTimeMillis();
                         lastError = null;
+                        if (!topicLimitsChecked) {
+                            checkTopicLimits();
+                        }
                     } else {
                         lastError = error == null ? "no brokers" : error.getClass().getSimpleName();
                     }
                 });
+    }
+
+    private volatile boolean topicLimitsChecked;
+    private volatile String batchSizeWarning;
+
+    /**
+     * kafka-clients 4.1 splits a batch the broker refuses as too large into batches of batch.size again, forever
+     * (KAFKA-8350): a topic whose max.message.bytes is below the producers' batch.size can stall a writer. Checked
+     * once Kafka answers; reported in the log and the readiness data (not as DOWN: it only bites with big records).
+     */
+    private void checkTopicLimits() {
+        topicLimitsChecked = true;
+        var t = gatewayKafka.topics();
+        List<org.apache.kafka.common.config.ConfigResource> resources = java.util.stream.Stream
+                .of(t.telemetry(), t.events(), t.dlq(), t.presence(), t.commandResults())
+                .distinct().map(name -> new org.apache.kafka.common.config.ConfigResource(
+                        org.apache.kafka.common.config.ConfigResource.Type.TOPIC, name))
+                .toList();
+        int batchSize = writers.batchSize();
+        admin.describeConfigs(resources).all().whenComplete((configs, error) -> {
+            if (error != null) {
+                topicLimitsChecked = false; // e.g. a topic not created yet: try again on the next check
+                return;
+            }
+            configs.forEach((resource, config) -> {
+                var entry = config.get("max.message.bytes");
+                if (entry != null && entry.value() != null && Integer.parseInt(entry.value()) < batchSize) {
+                    batchSizeWarning = "topic " + resource.name() + " max.message.bytes " + entry.value()
+                            + " < producer batch.size " + batchSize
+                            + ": set gateway.kafka.producer.\"batch.size\" at or below it (KAFKA-8350)";
+                    LOG.warn(batchSizeWarning);
+                }
+            });
+        });
     }
 
     @Override
@@ -89,6 +129,9 @@ public class KafkaReadiness implements HealthCheck {
                 response.withData("writer-" + writer.name(), writer.pending() + " record(s) unwritten for "
                         + stalled / 1000 + " s" + (error == null ? "" : "; last error: " + error));
             }
+        }
+        if (batchSizeWarning != null) {
+            response.withData("warning", batchSizeWarning);
         }
         return response.status(up).build();
     }

@@ -60,6 +60,17 @@ class KafkaOutageTest {
                         "org.apache.kafka.metadata.authorizer.StandardAuthorizer");
                 k.extraConfig.setProperty("allow.everyone.if.no.acl.found", "true");
             });
+            // iot.events refuses records over 2,000 bytes from the start: smaller than the producers' batch.size
+            try (org.apache.kafka.clients.admin.Admin admin = org.apache.kafka.clients.admin.Admin.create(
+                    Map.of("bootstrap.servers", servers.kafka.bootstrapServers()))) {
+                var topic = new org.apache.kafka.common.config.ConfigResource(
+                        org.apache.kafka.common.config.ConfigResource.Type.TOPIC, "iot.events");
+                admin.incrementalAlterConfigs(Map.of(topic, List.of(new org.apache.kafka.clients.admin.AlterConfigOp(
+                        new org.apache.kafka.clients.admin.ConfigEntry("max.message.bytes", "2000"),
+                        org.apache.kafka.clients.admin.AlterConfigOp.OpType.SET)))).all().get();
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
             try {
                 tap = new MqttWireTap(servers.mosquitto.port);
             } catch (IOException e) {
@@ -269,6 +280,15 @@ class KafkaOutageTest {
         } finally {
             device.disconnect();
         }
+    }
+
+    @Test
+    void warnsInReadinessWhenATopicAcceptsLessThanTheProducersBatchSize() {
+        // KAFKA-8350: such a topic can stall a writer on a batch of several records; the operator is told
+        Awaitility.await().atMost(TIMEOUT).pollInterval(Duration.ofMillis(250)).until(() -> {
+            String body = given().get("/q/health/ready").asString();
+            return body.contains("iot.events max.message.bytes 2000 < producer batch.size 131072");
+        });
     }
 
     private static void awaitReadiness(int status) {

@@ -101,6 +101,15 @@ public class KafkaWriters {
         return Counter.builder(meter).tag("writer", writer).description(description).register(registry);
     }
 
+    /** The producers' effective batch.size (defaults, then kafka.*, then gateway.kafka.producer.*). */
+    public int batchSize() {
+        Object v = config.producer().get(ProducerConfig.BATCH_SIZE_CONFIG);
+        if (v == null) {
+            v = kafkaConfig.get(ProducerConfig.BATCH_SIZE_CONFIG);
+        }
+        return Integer.parseInt(String.valueOf(v == null ? defaults().get(ProducerConfig.BATCH_SIZE_CONFIG) : v));
+    }
+
     /** Every writer made so far (for readiness). */
     public List<OrderedKafkaWriter> writers() {
         return writers;
