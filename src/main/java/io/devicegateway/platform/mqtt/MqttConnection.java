@@ -16,7 +16,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
 
 import jakarta.annotation.Priority;
-import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.inject.Singleton;
 import jakarta.enterprise.event.Observes;
 import jakarta.enterprise.inject.Instance;
 
@@ -52,7 +52,7 @@ import io.vertx.redis.client.Redis;
  * <p>A new {@link MqttLink} is created per connection attempt so an acknowledgement for a message received on an
  * old connection can never be written to a new one.
  */
-@ApplicationScoped
+@Singleton // no client proxy: ingest calls it for every message
 public class MqttConnection {
 
     private static final Logger LOG = Logger.getLogger(MqttConnection.class);

@@ -142,7 +142,11 @@ final class MqttLink {
     private final java.util.Set<Integer> inboundQos2 = new java.util.HashSet<>();
 
     // acknowledgements requested from any thread, written on the context in batches
-    private final java.util.concurrent.ConcurrentLinkedQueue<int[]> acks = new java.util.concurrent.ConcurrentLinkedQueue<>();
+    /**
+     * Acks handed over from the Kafka I/O thread, as {@code packetId << 2 | qos}: a multi-producer single-consumer
+     * queue (one atomic exchange per offer, no node per element) instead of a ConcurrentLinkedQueue of int[].
+     */
+    private final java.util.Queue<Integer> acks = io.netty.util.internal.PlatformDependent.newMpscQueue();
     private final java.util.concurrent.atomic.AtomicBoolean ackScheduled = new java.util.concurrent.atomic.AtomicBoolean();
     private final java.util.concurrent.atomic.AtomicInteger unacked = new java.util.concurrent.atomic.AtomicInteger();
 
@@ -358,7 +362,7 @@ final class MqttLink {
         if (qos == 0) {
             return;
         }
-        acks.add(new int[] { packetId, qos });
+        acks.offer(packetId << 2 | qos);
         if (ackScheduled.compareAndSet(false, true)) {
             context.runOnContext(v -> writeAcks());
         }
@@ -366,18 +370,19 @@ final class MqttLink {
 
     private void writeAcks() {
         ackScheduled.set(false);
-        int[] ack;
+        Integer ack;
         int written = 0;
         while ((ack = acks.poll()) != null) {
             unacked.decrementAndGet();
             if (closed || channel == null) {
                 continue; // the broker redelivers it on the next connection
             }
-            if (ack[1] == 2) {
-                inboundQos2.add(ack[0]);
-                channel.write(new MqttMessage(PUBREC, MqttMessageIdVariableHeader.from(ack[0])));
+            int packetId = ack >>> 2;
+            if ((ack & 3) == 2) {
+                inboundQos2.add(packetId);
+                channel.write(new MqttMessage(PUBREC, MqttMessageIdVariableHeader.from(packetId)));
             } else {
-                channel.write(new MqttMessage(PUBACK, MqttMessageIdVariableHeader.from(ack[0])));
+                channel.write(new MqttMessage(PUBACK, MqttMessageIdVariableHeader.from(packetId)));
             }
             written++;
         }
