@@ -50,7 +50,7 @@ import io.vertx.redis.client.Response;
 public class Deduplicator {
 
     private static final Logger LOG = Logger.getLogger(Deduplicator.class);
-    private static final int MAX_BATCHES_IN_FLIGHT = 4;
+    private static final int MAX_BATCHES_IN_FLIGHT = 1;
     private static final int MAX_COPIES_PER_BATCH = 4_000;
     private static final int MAX_COPIES_PER_CALL = 1_000;
     private static final long FIRST_BACKOFF_MS = 100;
