@@ -22,6 +22,12 @@ public final class Envelopes {
      * repeats kept). The prefix keeps them apart from every header the gateway sets itself.
      */
     public static final String USER_PROPERTY_HEADER_PREFIX = "mqtt-user-";
+    /** The device's sequence number (unsigned decimal) when it numbers its messages (also the envelope's sequence). */
+    public static final String HEADER_SEQUENCE = "sequence";
+    /** Its sequence epoch (unsigned decimal), when given (also the envelope's sequence_epoch). */
+    public static final String HEADER_SEQUENCE_EPOCH = "sequence-epoch";
+    /** Set when a numbered message was written without the duplicate check: {@code unchecked}, {@code beyond-window}. */
+    public static final String HEADER_DEDUP = "dedup";
 
     private Envelopes() {
     }

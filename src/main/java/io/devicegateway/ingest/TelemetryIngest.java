@@ -18,6 +18,7 @@ import io.devicegateway.contract.DeviceTopic;
 import io.devicegateway.contract.Envelopes;
 import io.devicegateway.contract.RejectReason;
 import io.devicegateway.contract.TopicKind;
+import io.devicegateway.dedup.Deduplicator;
 import io.devicegateway.platform.kafka.GatewayKafkaConfig;
 import io.devicegateway.platform.kafka.KafkaWriters;
 import io.devicegateway.platform.kafka.OrderedKafkaWriter;
@@ -36,7 +37,7 @@ import io.devicegateway.v1.MessageKind;
  * disappears.
  */
 @Singleton
-public class TelemetryIngest implements MqttSubscription {
+public class TelemetryIngest implements MqttSubscription, Deduplicator.Sink {
 
     private static final Logger LOG = Logger.getLogger(TelemetryIngest.class);
     private static final String PAUSE_HOLDER = "ingest";
@@ -45,13 +46,17 @@ public class TelemetryIngest implements MqttSubscription {
     private final GatewayKafkaConfig.Topics topics;
     private final IngestMetrics metrics;
     private final OrderedKafkaWriter kafka;
+    private final Deduplicator dedup;
     @Inject
     MqttConnection connection;
     @Inject
     SessionStore sessions;
 
-    TelemetryIngest(IngestConfig config, GatewayKafkaConfig kafkaConfig, IngestMetrics metrics, KafkaWriters writers) {
+    TelemetryIngest(IngestConfig config, GatewayKafkaConfig kafkaConfig, IngestMetrics metrics, KafkaWriters writers,
+            Deduplicator dedup) {
         this.config = config;
+        this.dedup = dedup;
+        dedup.sink(this);
         this.topics = kafkaConfig.topics();
         this.metrics = metrics;
         this.kafka = writers.create("ingest", metrics::retried);
@@ -95,9 +100,51 @@ public class TelemetryIngest implements MqttSubscription {
         RecordHeaders headers = headers(topic.deviceId(), message.topic());
         headers.add(Envelopes.HEADER_KIND, topic.kind().level().getBytes(StandardCharsets.UTF_8));
         Mqtt5Properties.apply(message, envelope, headers);
-        byte[] value = envelope.build().toByteArray();
+        dedup.readSequence(message, envelope);
+        // duplicate removal takes the sequence and epoch from the envelope: a step here may set them instead
         String kafkaTopic = kind == MessageKind.TELEMETRY ? topics.telemetry() : topics.events();
-        send(new Record(message, kafkaTopic, topic.deviceId(), value, headers, kind, null));
+        if (envelope.hasSequence()) {
+            headers.add(Envelopes.HEADER_SEQUENCE,
+                    Long.toUnsignedString(envelope.getSequence()).getBytes(StandardCharsets.US_ASCII));
+            if (envelope.hasSequenceEpoch()) {
+                headers.add(Envelopes.HEADER_SEQUENCE_EPOCH,
+                        Long.toUnsignedString(envelope.getSequenceEpoch()).getBytes(StandardCharsets.US_ASCII));
+            }
+        }
+        byte[] value = envelope.build().toByteArray();
+        if (envelope.hasSequence() && dedup.enabled()) {
+            Deduplicator.Ticket ticket = dedup.ticket(topic.deviceId(), envelope.getSequenceEpoch(),
+                    envelope.getSequence(), kafkaTopic);
+            ticket.attach(new Record(message, kafkaTopic, topic.deviceId(), value, headers, kind, null, ticket));
+            dedup.submit(ticket);
+            return;
+        }
+        Record record = new Record(message, kafkaTopic, topic.deviceId(), value, headers, kind, null, null);
+        if (!dedup.passThrough(topic.deviceId(), record)) {
+            send(record); // the plain path: nothing of this device is waiting in duplicate removal
+        }
+    }
+
+    /** From duplicate removal, in the device's arrival order: write this copy ({@code mark}: header dedup). */
+    @Override
+    public void write(Deduplicator.Ticket ticket, String mark) {
+        Record record = (Record) ticket.message();
+        if (mark != null) {
+            record.headers().add(Envelopes.HEADER_DEDUP, mark.getBytes(StandardCharsets.US_ASCII));
+        }
+        send(record);
+    }
+
+    /** From duplicate removal: this copy's sequence is already in Kafka; the broker may forget it. */
+    @Override
+    public void duplicate(Deduplicator.Ticket ticket) {
+        Record record = (Record) ticket.message();
+        if (LOG.isDebugEnabled()) {
+            LOG.debugf("Dropping a duplicate of %s epoch %s sequence %s", record.key(),
+                    Long.toUnsignedString(ticket.epoch()), Long.toUnsignedString(ticket.sequence()));
+        }
+        record.source().ack();
+        released(record.source());
     }
 
     /**
@@ -126,7 +173,7 @@ public class TelemetryIngest implements MqttSubscription {
                 Integer.toString(message.payloadBytes().length).getBytes(StandardCharsets.UTF_8));
         // keyed by device when the id is valid, else by topic, so one source's rejects stay in order
         String key = deviceId.isEmpty() ? message.topic() : deviceId;
-        send(new Record(message, topics.dlq(), key, envelope.build().toByteArray(), headers, null, reason));
+        send(new Record(message, topics.dlq(), key, envelope.build().toByteArray(), headers, null, reason, null));
     }
 
     private DeviceMessage.Builder envelope(InboundMessage message, String deviceId, MessageKind kind, String stream) {
@@ -143,7 +190,7 @@ public class TelemetryIngest implements MqttSubscription {
 
     /** One Kafka write and what to do once Kafka has (or refuses) it. */
     private record Record(InboundMessage source, String topic, String key, byte[] value, RecordHeaders headers,
-            MessageKind kind, RejectReason reason) {
+            MessageKind kind, RejectReason reason, Deduplicator.Ticket ticket) {
     }
 
     private void send(Record record) {
@@ -159,6 +206,9 @@ public class TelemetryIngest implements MqttSubscription {
 
     /** On the producer's I/O thread, once Kafka has the record: now the broker may forget the message. */
     private void written(Record record) {
+        if (record.ticket() != null) {
+            dedup.written(record.ticket()); // committed in Redis in the background; the PUBACK does not wait for it
+        }
         record.source().ack();
         if (record.reason() != null) {
             metrics.deadLettered(record.reason());
@@ -207,7 +257,7 @@ public class TelemetryIngest implements MqttSubscription {
                 throw new IllegalStateException(e); // we wrote it ourselves
             }
             send(new Record(record.source(), topics.dlq(), record.key(), withoutPayload, headers, null,
-                    RejectReason.KAFKA_REJECTED));
+                    RejectReason.KAFKA_REJECTED, record.ticket()));
         } else {
             LOG.errorf("Kafka rejected a dead letter for %s (%s); the broker keeps the message", record.key(),
                     error.toString());
@@ -220,5 +270,6 @@ public class TelemetryIngest implements MqttSubscription {
     void close() {
         kafka.flush(Duration.ofSeconds(2));
         kafka.close(Duration.ofSeconds(1));
+        dedup.close(Duration.ofMillis(500));
     }
 }

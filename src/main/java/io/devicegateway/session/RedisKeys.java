@@ -55,6 +55,24 @@ public class RedisKeys {
         return prefix + "{" + deviceId + "}:responded:" + correlationId;
     }
 
+    /**
+     * Duplicate removal (dedup/): hash of one device epoch's high-water mark ({@code hh}, {@code hl}: its upper and
+     * lower 32 bits), window ({@code w}) and pending claims ({@code p<seq>} = owner|claim ms|n). In the device's slot.
+     */
+    public String dedup(String deviceId, long epoch) {
+        return prefix + "{" + deviceId + "}:dedup:" + Long.toUnsignedString(epoch);
+    }
+
+    /** Bitmap of the sequences of that epoch committed to Kafka within the window, bit = sequence mod window. */
+    public String dedupCommitted(String deviceId, long epoch) {
+        return dedup(deviceId, epoch) + ":committed";
+    }
+
+    /** String with a TTL: this gateway process (owner token) is alive; its dedup claims are protected while it is. */
+    public String dedupOwner(String token) {
+        return prefix + "{dedup-owners}:" + token;
+    }
+
     public String prefix() {
         return prefix;
     }

@@ -38,7 +38,10 @@ import io.devicegateway.testing.LocalServers;
 public final class Bench {
 
     record Scenario(String name, boolean raw, int devices, long perDevice, int size, int qos, int rate,
-            boolean report) {
+            boolean report, boolean numbered) {
+        Scenario(String name, boolean raw, int devices, long perDevice, int size, int qos, int rate, boolean report) {
+            this(name, raw, devices, perDevice, size, qos, rate, report, false);
+        }
     }
 
     record Result(Scenario scenario, long sent, long delivered, long duplicates, long outOfOrder, double seconds,
@@ -117,6 +120,53 @@ public final class Bench {
                 printTable(results);
                 runSendEvent(servers, gateway, scale, only);
             }
+            runDedup(servers, config, scale, only);
+        }
+    }
+
+    /**
+     * Devices that number their messages (MQTT 5, user properties seq/seq-epoch), through a gateway with duplicate
+     * removal off and then one with it on: each a fresh gateway process with the same warm-up, in the same run, so
+     * the throughput and CPU per message compare directly (the cost of the Redis claim and commit per message).
+     */
+    private static void runDedup(LocalServers servers, Map<String, String> baseConfig, double scale, Set<String> only)
+            throws InterruptedException {
+        boolean off = only.isEmpty() || only.contains("numbered-qos1-dedup-off");
+        boolean on = only.isEmpty() || only.contains("numbered-qos1-dedup-on");
+        if (!off && !on) {
+            return;
+        }
+        List<Result> results = new ArrayList<>();
+        for (boolean dedup : new boolean[] { false, true }) {
+            if (dedup ? !on : !off) {
+                continue;
+            }
+            String name = "numbered-qos1-dedup-" + (dedup ? "on" : "off");
+            Map<String, String> config = new LinkedHashMap<>(baseConfig);
+            config.put("gateway.mqtt.client-id", "dgw-bench-" + (dedup ? "dedup" : "nodedup"));
+            config.put("gateway.dedup.enabled", Boolean.toString(dedup));
+            Path log = servers.workDir.resolve("gateway-" + name + ".log");
+            System.err.println("bench: " + name + ": starting a gateway with gateway.dedup.enabled=" + dedup + ", log in "
+                    + log);
+            try (GatewayProcess gateway = GatewayProcess.start(config, gatewayJvmOptions(), log)
+                    .awaitReady(Duration.ofSeconds(60))) {
+                run(servers, gateway, new Scenario("warmup", false, 10, (long) (5_000 * scale), 100, 1, 0, false, true));
+                System.err.printf("bench: %s ...%n", name);
+                Result r = run(servers, gateway, new Scenario(name, false, 10, (long) (20_000 * scale), 100, 1, 0, true,
+                        true));
+                results.add(r);
+                System.out.println(json(r, results));
+            }
+        }
+        printTable(results);
+        if (results.size() == 2) {
+            Result offResult = results.get(0);
+            Result onResult = results.get(1);
+            System.out.printf(Locale.ROOT, "dedup on vs off (numbered devices, same run): throughput %.0f vs %.0f msg/s "
+                    + "(%.0f%%), gateway CPU %.1f vs %.1f us/msg, Redis CPU %.1f us/msg%n", onResult.throughput(),
+                    offResult.throughput(), 100 * onResult.throughput() / offResult.throughput(),
+                    onResult.gatewayCpuMicrosPerMessage(), offResult.gatewayCpuMicrosPerMessage(),
+                    onResult.cpuMillis().getOrDefault("redis", 0L) * 1000.0 / Math.max(1, onResult.delivered()));
         }
     }
 
@@ -171,6 +221,7 @@ public final class Bench {
         cpu.put("gateway", LocalServers.cpuMillis(gatewayPid));
         cpu.put("kafka", LocalServers.cpuMillis(servers.kafka.pid()));
         cpu.put("mosquitto", LocalServers.cpuMillis(servers.mosquitto.pid()));
+        cpu.put("redis", LocalServers.cpuMillis(servers.redis.pid()));
         cpu.put("simulator_and_verifier", LocalServers.cpuMillis(ProcessHandle.current().pid()));
         return cpu;
     }
@@ -222,7 +273,7 @@ public final class Bench {
         long failures;
         long start;
         try (DeviceSimulator sim = new DeviceSimulator("127.0.0.1", servers.mosquitto.port, runId, s.devices(),
-                topicPattern)) {
+                topicPattern, s.numbered())) {
             sim.endToEndWindow(tally::delivered, window);
             start = System.nanoTime();
             sim.run(s.perDevice(), s.size(), s.qos(), s.rate());

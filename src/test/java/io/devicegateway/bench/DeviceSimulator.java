@@ -9,6 +9,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import com.hivemq.client.mqtt.MqttClient;
 import com.hivemq.client.mqtt.datatypes.MqttQos;
 import com.hivemq.client.mqtt.mqtt3.Mqtt3AsyncClient;
+import com.hivemq.client.mqtt.mqtt5.Mqtt5AsyncClient;
 
 /**
  * N simulated devices, one MQTT connection each, publishing numbered messages either as fast as the broker
@@ -20,6 +21,9 @@ public final class DeviceSimulator implements AutoCloseable {
     private static final int WINDOW = 1000;
 
     private final List<Mqtt3AsyncClient> clients = new ArrayList<>();
+    /** Numbered devices (MQTT 5, user properties seq and seq-epoch): one per device, used instead of clients. */
+    private final List<Mqtt5AsyncClient> numbered = new ArrayList<>();
+    private final long epoch;
     private final List<String> deviceIds = new ArrayList<>();
     private final String topicPattern;
     private final AtomicLong failures = new AtomicLong();
@@ -34,13 +38,30 @@ public final class DeviceSimulator implements AutoCloseable {
      * @param topicPattern topic with {@code %s} for the device id, e.g. {@code devices/%s/telemetry}
      */
     public DeviceSimulator(String host, int port, String runId, int devices, String topicPattern) {
+        this(host, port, runId, devices, topicPattern, false);
+    }
+
+    /**
+     * @param numbered MQTT 5 devices that number their messages: user property {@code seq} = the message's sequence
+     *                 (also in its payload) and {@code seq-epoch} = a per-simulator epoch, for duplicate removal
+     */
+    public DeviceSimulator(String host, int port, String runId, int devices, String topicPattern, boolean numbered) {
         this.topicPattern = topicPattern;
+        this.epoch = System.currentTimeMillis();
         for (int d = 0; d < devices; d++) {
             String id = runId + "-d" + d;
-            Mqtt3AsyncClient client = MqttClient.builder().useMqttVersion3().identifier("sim-" + id)
-                    .serverHost(host).serverPort(port).buildAsync();
-            client.connect().join();
-            clients.add(client);
+            if (numbered) {
+                Mqtt5AsyncClient client = MqttClient.builder().useMqttVersion5().identifier("sim-" + id)
+                        .serverHost(host).serverPort(port).buildAsync();
+                client.connect().join();
+                this.numbered.add(client);
+                clients.add(null);
+            } else {
+                Mqtt3AsyncClient client = MqttClient.builder().useMqttVersion3().identifier("sim-" + id)
+                        .serverHost(host).serverPort(port).buildAsync();
+                client.connect().join();
+                clients.add(client);
+            }
             deviceIds.add(id);
         }
     }
@@ -76,9 +97,11 @@ public final class DeviceSimulator implements AutoCloseable {
         double perDeviceRate = ratePerSecond > 0 ? (double) ratePerSecond / clients.size() : 0;
         for (int d = 0; d < clients.size(); d++) {
             Mqtt3AsyncClient client = clients.get(d);
+            Mqtt5AsyncClient client5 = numbered.isEmpty() ? null : numbered.get(d);
             String topic = String.format(topicPattern, deviceIds.get(d));
             String device = deviceIds.get(d);
-            Thread t = new Thread(() -> publish(client, device, topic, perDevice, size, qos, perDeviceRate), "sim-" + d);
+            Thread t = new Thread(() -> publish(client, client5, device, topic, perDevice, size, qos, perDeviceRate),
+                    "sim-" + d);
             threads.add(t);
             t.start();
         }
@@ -105,8 +128,9 @@ public final class DeviceSimulator implements AutoCloseable {
         }
     }
 
-    private void publish(Mqtt3AsyncClient client, String device, String topic, long count, int size, int qos,
-            double rate) {
+    private void publish(Mqtt3AsyncClient client, Mqtt5AsyncClient client5, String device, String topic, long count,
+            int size, int qos, double rate) {
+        String epochText = Long.toString(epoch);
         java.util.BitSet mine = acked.computeIfAbsent(device, k -> new java.util.BitSet());
         Semaphore window = new Semaphore(WINDOW);
         MqttQos mqttQos = MqttQos.fromCode(qos);
@@ -134,9 +158,12 @@ public final class DeviceSimulator implements AutoCloseable {
             }
             published.incrementAndGet();
             long sequence = seq;
-            client.publishWith().topic(topic).qos(mqttQos)
-                    .payload(Payloads.make(seq, size)).send()
-                    .whenComplete((ok, error) -> {
+            java.util.concurrent.CompletableFuture<?> sent = client5 != null
+                    ? client5.publishWith().topic(topic).qos(mqttQos).payload(Payloads.make(seq, size))
+                            .userProperties().add("seq", Long.toString(seq)).add("seq-epoch", epochText)
+                            .applyUserProperties().send()
+                    : client.publishWith().topic(topic).qos(mqttQos).payload(Payloads.make(seq, size)).send();
+            sent.whenComplete((ok, error) -> {
                         window.release();
                         if (error != null) {
                             failures.incrementAndGet();
@@ -181,6 +208,15 @@ public final class DeviceSimulator implements AutoCloseable {
     @Override
     public void close() {
         for (Mqtt3AsyncClient c : clients) {
+            try {
+                if (c != null) {
+                    c.disconnect().get(5, TimeUnit.SECONDS);
+                }
+            } catch (Exception ignored) {
+                // best effort
+            }
+        }
+        for (Mqtt5AsyncClient c : numbered) {
             try {
                 c.disconnect().get(5, TimeUnit.SECONDS);
             } catch (Exception ignored) {

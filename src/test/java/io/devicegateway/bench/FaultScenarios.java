@@ -86,6 +86,8 @@ public final class FaultScenarios {
         final int maxQueued;
         DeviceSimulator simulator;
         KafkaVerifier verifier;
+        /** Devices number their messages (MQTT 5 seq/seq-epoch): duplicate removal applies, duplicates must be 0. */
+        boolean numbered;
         Thread publisher;
         private Duration publishBound = Duration.ofMinutes(3);
 
@@ -147,7 +149,7 @@ public final class FaultScenarios {
         void publish(long perDevice, int qos, int msgPerSecond) {
             // every batch has its own device ids, so sequence numbers never repeat
             simulator = new DeviceSimulator("127.0.0.1", servers.mosquitto.port, runId + "b" + batch++, DEVICES,
-                    "devices/%s/telemetry");
+                    "devices/%s/telemetry", numbered);
             devices.addAll(simulator.deviceIds());
             if (verifier == null) {
                 verifier = new KafkaVerifier(servers.kafka.bootstrapServers(), "iot.telemetry", devices);
@@ -342,12 +344,16 @@ public final class FaultScenarios {
         Map<String, Setup> scenarios = new LinkedHashMap<>();
         scenarios.put("kafka-restart-graceful", new Setup(s -> kafkaRestart(s, false), false, 0));
         scenarios.put("kafka-kill-9", new Setup(s -> kafkaRestart(s, true), false, 0));
-        scenarios.put("gateway-kill-9", new Setup(FaultScenarios::gatewayKill, false, 0));
+        scenarios.put("gateway-kill-9", new Setup(s -> gatewayKill(s), false, 0));
         scenarios.put("gateway-replaced-new-name", new Setup(s -> gatewayGone(s, true), false, 0));
         scenarios.put("gateway-killed-not-replaced", new Setup(s -> gatewayGone(s, false), false, 0));
         scenarios.put("gateway-sigterm", new Setup(FaultScenarios::gatewaySigterm, false, 0));
         scenarios.put("broker-restart", new Setup(FaultScenarios::brokerRestart, true, 0));
         scenarios.put("redis-down", new Setup(FaultScenarios::redisDown, false, 0));
+        // devices that number their messages: duplicate removal must leave 0 duplicates as well as 0 missing
+        scenarios.put("dedup-kill-9-restarted", new Setup(numbered(s -> gatewayKill(s, REPLACE_RATE)), false, 0));
+        scenarios.put("dedup-kill-9-replaced", new Setup(numbered(s -> gatewayGone(s, true)), false, 0));
+        scenarios.put("dedup-kill-9-not-replaced", new Setup(numbered(s -> gatewayGone(s, false)), false, 0));
         scenarios.put("bad-input-flood", new Setup(FaultScenarios::badInputFlood, false, 0));
         // long outages: the broker's default queue (1000 per session) would drop the backlog, see the class comment
         scenarios.put("kafka-down-long", new Setup(FaultScenarios::kafkaDownLong, false, LONG_OUTAGE_QUEUE));
@@ -392,7 +398,25 @@ public final class FaultScenarios {
                 + "Kafka; ooo = records behind a later one of the same device in Kafka; recovery = from restoring the "
                 + "failed part (gateway kills: from the kill) until Kafka holds everything acknowledged until then; "
                 + "brk drop = messages Mosquitto itself dropped because a session queue was full ($SYS counter)");
-        System.exit(rows.stream().anyMatch(r -> r.missing() > 0) ? 1 : 0);
+        System.exit(rows.stream().anyMatch(r -> r.missing() > 0
+                || (r.scenario().startsWith("dedup-") && r.duplicates() > 0)) ? 1 : 0);
+    }
+
+    /** The scenario with numbered devices (MQTT 5 seq/seq-epoch user properties): duplicates must be 0. */
+    static Scenario numbered(Scenario scenario) {
+        return s -> {
+            s.numbered = true;
+            Row row = scenario.run(s);
+            double dropped = 0;
+            double found = 0;
+            for (GatewayProcess g : s.gateways) {
+                dropped += g.metric("gateway_ingest_duplicates_dropped_total");
+                found += g.metric("gateway_dedup_lookups_total{result=\"found\"}")
+                        + g.metric("gateway_dedup_lookups_total{result=\"not-found\"}");
+            }
+            return row.withNote(String.format(Locale.ROOT, "numbered devices: live replicas dropped %.0f duplicates, "
+                    + "looked up %.0f claims of the dead one in Kafka", dropped, found));
+        };
     }
 
     interface Scenario {
@@ -425,8 +449,12 @@ public final class FaultScenarios {
      * port (a container restarted in its pod), so it takes its own lease, client id and session back at once.
      */
     static Row gatewayKill(Stage s) throws Exception {
+        return gatewayKill(s, rate);
+    }
+
+    static Row gatewayKill(Stage s, int msgPerSecond) throws Exception {
         s.startGateways(2);
-        s.publish(rate * 12L / DEVICES, 1);
+        s.publish(msgPerSecond * 12L / DEVICES, 1, msgPerSecond);
         LocalServers.pause(3_000);
         GatewayProcess victim = s.gateways.get(1);
         String before = s.leasedId(victim);

@@ -78,6 +78,15 @@ class Mqtt5IngestTest {
     }
 
     @Test
+    void userPropertiesReachKafkaWhenTheyAreTheOnlyProperties() throws Exception {
+        String id = Devices.uniqueId("v5");
+        device.publishWith().topic("devices/" + id + "/telemetry").qos(MqttQos.AT_LEAST_ONCE)
+                .payload(new byte[] { 1 }).userProperties().add("site", "north").applyUserProperties().send();
+        ConsumerRecord<String, byte[]> record = telemetry.await(r -> r.key().equals(id), 1, TIMEOUT).get(0);
+        assertEquals("north", KafkaRecords.header(record, "mqtt-user-site"));
+    }
+
+    @Test
     void aMessageWithoutPropertiesAddsNoHeaders() throws Exception {
         String id = Devices.uniqueId("v5");
         device.publishWith().topic("devices/" + id + "/telemetry").qos(MqttQos.AT_LEAST_ONCE)

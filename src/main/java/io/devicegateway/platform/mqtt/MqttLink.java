@@ -353,8 +353,10 @@ final class MqttLink {
         if (qos > 0) {
             unacked.incrementAndGet();
         }
+        // not properties.isEmpty(): Netty keeps user properties apart and isEmpty() ignores them, so a message whose
+        // only properties are user properties would lose them
         listener.onPublish(new InboundMessage(this, topic, payload, qos, packetId, dup, retain,
-                properties == null || properties.isEmpty() ? MqttProperties.NO_PROPERTIES : properties));
+                properties == null ? MqttProperties.NO_PROPERTIES : properties));
     }
 
     /** Acknowledges a received message (PUBACK, or PUBREC for QoS 2). Any thread; written in batches. */
