@@ -1,8 +1,11 @@
 package io.devicegateway.registry;
 
 import java.security.MessageDigest;
-import java.util.concurrent.Semaphore;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import jakarta.enterprise.event.Observes;
 import jakarta.inject.Singleton;
@@ -38,13 +41,16 @@ import io.vertx.redis.client.Response;
  * {@code 401} without the shared secret ({@code Authorization: Bearer <secret>}), {@code 400} for a body it cannot
  * read, {@code 503} when Redis does not answer or too many slow verifications run (the broker then falls back to its
  * next authenticator or denies). Each call reads the device's record (one Redis call); the slow hash runs only on a
- * cache miss ({@link CredentialCache}), on a worker thread, at most {@code max-concurrent-verifications} at once.
+ * cache miss ({@link CredentialCache}), on {@code max-concurrent-verifications} threads of its own with at most
+ * {@code max-queued-verifications} waiting (a fleet reconnecting after a restart queues; beyond that, 503).
  */
 @Singleton
 public class AuthHook {
 
     private static final Logger LOG = Logger.getLogger(AuthHook.class);
     private static final int MAX_BODY = 16 * 1024;
+    /** A verification that waited this long is dropped (503): brokers time their HTTP calls out around 5 s. */
+    private static final long STALE_NANOS = TimeUnit.SECONDS.toNanos(4);
 
     private final RegistryConfig.AuthHook config;
     private final RedisCalls redis;
@@ -52,7 +58,8 @@ public class AuthHook {
     private final CredentialCache cache;
     private final Vertx vertx;
     private final MeterRegistry registry;
-    private final Semaphore verifications;
+    /** The slow verifications: a few threads and a bounded queue; beyond it a cache miss is answered 503. */
+    private final ThreadPoolExecutor verifications;
     private final byte[] secretHash;
     private Timer authTimer;
     private Timer aclTimer;
@@ -65,7 +72,15 @@ public class AuthHook {
         this.cache = cache;
         this.vertx = vertx;
         this.registry = registry;
-        this.verifications = new Semaphore(Math.max(1, this.config.maxConcurrentVerifications()));
+        int threads = Math.max(1, this.config.maxConcurrentVerifications());
+        AtomicInteger n = new AtomicInteger();
+        this.verifications = new ThreadPoolExecutor(threads, threads, 1, TimeUnit.MINUTES,
+                new ArrayBlockingQueue<>(Math.max(1, this.config.maxQueuedVerifications())), r -> {
+                    Thread t = new Thread(r, "registry-hook-verify-" + n.incrementAndGet());
+                    t.setDaemon(true);
+                    return t;
+                });
+        this.verifications.allowCoreThreadTimeOut(true);
         this.secretHash = this.config.secret().filter(s -> !s.isBlank()).map(AgentTokens::sha256).orElse(null);
     }
 
@@ -118,21 +133,25 @@ public class AuthHook {
                         answer(ctx, true, authTimer, start);
                         return;
                     }
-                    if (!verifications.tryAcquire()) {
-                        ctx.response().setStatusCode(503).putHeader("content-type", "application/json")
-                                .putHeader("retry-after", "1")
-                                .end("{\"result\":\"ignore\",\"ok\":false,\"error\":\"busy verifying passwords\"}");
-                        return;
-                    }
-                    vertx.executeBlocking(() -> DevicePasswords.verify(password, stored), false)
-                            .onComplete(ar -> {
-                                verifications.release();
-                                boolean ok = ar.succeeded() && ar.result();
+                    io.vertx.core.Context context = vertx.getOrCreateContext();
+                    try {
+                        verifications.execute(() -> {
+                            if (System.nanoTime() - start > STALE_NANOS) {
+                                // the broker gave up on this call long ago: do not spend a slow hash on it
+                                context.runOnContext(v -> busy(ctx));
+                                return;
+                            }
+                            boolean ok = DevicePasswords.verify(password, stored);
+                            context.runOnContext(v -> {
                                 if (ok) {
                                     cache.remember(username, stored, mac);
                                 }
                                 answer(ctx, ok, authTimer, start);
                             });
+                        });
+                    } catch (RejectedExecutionException full) {
+                        busy(ctx);
+                    }
                 });
     }
 
@@ -206,6 +225,11 @@ public class AuthHook {
     private static void badRequest(RoutingContext ctx, String why) {
         ctx.response().setStatusCode(400).putHeader("content-type", "application/json")
                 .end(new JsonObject().put("result", "deny").put("ok", false).put("error", why).encode());
+    }
+
+    private static void busy(RoutingContext ctx) {
+        ctx.response().setStatusCode(503).putHeader("content-type", "application/json").putHeader("retry-after", "1")
+                .end("{\"result\":\"ignore\",\"ok\":false,\"error\":\"busy verifying passwords\"}");
     }
 
     private static void unavailable(RoutingContext ctx, Throwable e) {

@@ -48,6 +48,8 @@ public class DynsecSync {
     private static final Logger LOG = Logger.getLogger(DynsecSync.class);
     private static final int MAX_ROUNDS = 5;
     private static final int CHUNK = 500;
+    /** Broker clients per listClients answer (verbose, about 150 bytes each: far below the packet limit). */
+    private static final int LIST_PAGE = 1000;
     static final String DESCRIPTION = "device-gateway registry";
 
     private final boolean enabled;
@@ -309,18 +311,7 @@ public class DynsecSync {
         int synced = 0;
         int failed = 0;
         try {
-            JsonArray listed = await(dynsec.send(List.of(new JsonObject().put("command", "listClients")
-                    .put("verbose", true).put("count", -1).put("offset", 0))));
-            JsonObject listing = listed.getJsonObject(0);
-            if (listing.getString("error") != null) {
-                throw new IllegalStateException("listClients: " + listing.getString("error"));
-            }
-            Map<String, JsonObject> brokerClients = new HashMap<>();
-            JsonArray clients = listing.getJsonObject("data").getJsonArray("clients", new JsonArray());
-            for (int i = 0; i < clients.size(); i++) {
-                JsonObject c = clients.getJsonObject(i);
-                brokerClients.put(c.getString("username"), c);
-            }
+            Map<String, JsonObject> brokerClients = listBrokerClients();
             Set<String> registered = new HashSet<>();
             Set<String> orphans = new HashSet<>();
             List<String> toSync = new ArrayList<>();
@@ -387,6 +378,32 @@ public class DynsecSync {
                 await(store.unlock(owner));
             } catch (Exception e) {
                 LOG.debugf("Reconciliation lock not released (expires by itself): %s", e.getMessage());
+            }
+        }
+    }
+
+    /**
+     * Every client of the broker, a page at a time: one answer with all of them could exceed the gateway's MQTT 5
+     * Maximum Packet Size, and the broker would drop it.
+     */
+    private Map<String, JsonObject> listBrokerClients() throws Exception {
+        Map<String, JsonObject> brokerClients = new HashMap<>();
+        int offset = 0;
+        while (true) {
+            JsonObject listing = await(dynsec.send(List.of(new JsonObject().put("command", "listClients")
+                    .put("verbose", true).put("count", LIST_PAGE).put("offset", offset)))).getJsonObject(0);
+            if (listing.getString("error") != null) {
+                throw new IllegalStateException("listClients: " + listing.getString("error"));
+            }
+            JsonObject data = listing.getJsonObject("data", new JsonObject());
+            JsonArray clients = data.getJsonArray("clients", new JsonArray());
+            for (int i = 0; i < clients.size(); i++) {
+                JsonObject c = clients.getJsonObject(i);
+                brokerClients.put(c.getString("username"), c);
+            }
+            offset += clients.size();
+            if (clients.isEmpty() || offset >= data.getInteger("totalCount", 0)) {
+                return brokerClients;
             }
         }
     }

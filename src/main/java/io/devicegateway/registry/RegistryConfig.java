@@ -64,8 +64,14 @@ public interface RegistryConfig {
         @WithDefault("100000")
         int cacheSize();
 
-        /** Slow password verifications running at once; beyond it a cache miss is answered 503 (busy). */
-        @WithDefault("4")
+        /** Threads running slow password verifications (cache misses). */
+        @WithDefault("2")
         int maxConcurrentVerifications();
+
+        /**
+         * Cache misses waiting for a verification thread; beyond it, or after waiting 4 s, the hook answers 503 (busy).
+         */
+        @WithDefault("256")
+        int maxQueuedVerifications();
     }
 }

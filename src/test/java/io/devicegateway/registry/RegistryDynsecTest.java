@@ -36,7 +36,10 @@ import com.hivemq.client.mqtt.mqtt5.message.publish.puback.Mqtt5PubAckReasonCode
 import com.hivemq.client.mqtt.mqtt5.message.subscribe.suback.Mqtt5SubAck;
 import com.hivemq.client.mqtt.mqtt5.message.subscribe.suback.Mqtt5SubAckReasonCode;
 
+import com.google.protobuf.ByteString;
+
 import io.devicegateway.testing.Agents;
+import io.devicegateway.testing.DeviceAgent;
 import io.devicegateway.testing.KafkaRecords;
 import io.devicegateway.testing.LocalServers;
 import io.devicegateway.testing.MosquittoDynsec;
@@ -44,7 +47,11 @@ import io.devicegateway.testing.RedisCommands;
 import io.devicegateway.v1.Device;
 import io.devicegateway.v1.DeviceRef;
 import io.devicegateway.v1.DeviceRegistryGrpc.DeviceRegistryBlockingStub;
+import io.devicegateway.v1.GetSessionRequest;
 import io.devicegateway.v1.ListDevicesRequest;
+import io.devicegateway.v1.Outcome;
+import io.devicegateway.v1.SendEventRequest;
+import io.devicegateway.v1.SendEventResponse;
 import io.devicegateway.v1.ListDevicesResponse;
 import io.devicegateway.v1.RegisterDeviceRequest;
 import io.devicegateway.v1.RegisterDeviceResponse;
@@ -180,6 +187,26 @@ class RegistryDynsecTest {
             assertEquals(1, telemetry.await(r -> id.equals(r.key()), 1, TIMEOUT).size());
         } finally {
             disconnect(device);
+        }
+    }
+
+    @Test
+    @Order(1)
+    void aRegisteredDeviceReceivesCommandsAndItsAnswerCompletesSendEvent() {
+        String id = uniqueId("truck");
+        RegisterDeviceResponse creds = register(id);
+        DeviceAgent device = new DeviceAgent(id, servers().mosquitto.port).withCredentials(id, creds.getPassword())
+                .answering(200, "done").connect();
+        try {
+            var commands = Agents.stub(channel(), Agents.OPS_TOKEN);
+            Awaitility.await().atMost(TIMEOUT).ignoreExceptions().until(() -> commands.getSession(
+                    GetSessionRequest.newBuilder().setDeviceId(id).build()).getOnline());
+            SendEventResponse answer = commands.sendEvent(SendEventRequest.newBuilder().setDeviceId(id)
+                    .setName("reboot").setPayload(ByteString.copyFromUtf8("{}")).setAwaitResponse(true).build());
+            assertEquals(Outcome.RESPONDED, answer.getOutcome());
+            assertEquals("done", answer.getResponsePayload().toStringUtf8());
+        } finally {
+            device.close();
         }
     }
 

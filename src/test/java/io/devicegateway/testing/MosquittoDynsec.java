@@ -16,7 +16,7 @@ import io.vertx.core.json.JsonObject;
 /**
  * Mosquitto with the dynamic-security plugin, set up the way README describes for a real broker:
  * {@code mosquitto_ctrl dynsec init FILE <gateway user> <password>} makes the gateway's broker user the dynsec
- * admin, and a role {@code device-gateway} lets it publish commands and its own will ({@code devices/#},
+ * admin, and a role {@code device-gateway} lets it publish commands and its own will ({@code devices/+/commands/#},
  * {@code dgw/#}); the admin role already lets it subscribe to everything. Anonymous clients are refused.
  */
 public final class MosquittoDynsec {
@@ -43,7 +43,7 @@ public final class MosquittoDynsec {
             }
             JsonObject config = new JsonObject(Files.readString(file));
             config.getJsonArray("roles").add(new JsonObject().put("rolename", "device-gateway").put("acls",
-                    new JsonArray().add(acl("publishClientSend", "devices/#")).add(acl("publishClientSend", "dgw/#"))));
+                    new JsonArray().add(acl("publishClientSend", "devices/+/commands/#")).add(acl("publishClientSend", "dgw/#"))));
             config.getJsonArray("clients").getJsonObject(0).getJsonArray("roles")
                     .add(new JsonObject().put("rolename", "device-gateway"));
             Files.writeString(file, config.encodePrettily());
