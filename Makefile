@@ -6,7 +6,7 @@ TOOL_CP = target/test-classes:target/classes:$$(cat $(CP_FILE))
 # JDK 25 for the AOT cache (Project Leyden); the default build and `make test` stay on the default java (17)
 JAVA25_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
 
-.PHONY: deps build test tools run bench faults native clean package-aot startup
+.PHONY: deps build test tools run run-dynsec registry-bench bench faults native clean package-aot startup
 
 # Kafka broker jars for the local servers (tests, run, bench); mosquitto and redis-server come from apt.
 deps: $(KAFKA_LIBS)/.done
@@ -29,13 +29,23 @@ tools: deps build $(CP_FILE)
 	$(MVN) -q test-compile
 
 # Runs the gateway locally with everything it needs and shows messages flowing. Ctrl-C stops all of it.
+# RUN_OPTS=-Drun.dynsec=true: the local Mosquitto with dynamic security (devices provisioned through DeviceRegistry,
+# each with its own credentials and topics); `make run-dynsec` is the same.
 run: tools
-	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" io.devicegateway.testing.LocalRun
+	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(RUN_OPTS) io.devicegateway.testing.LocalRun
+
+run-dynsec:
+	$(MAKE) run RUN_OPTS="-Drun.dynsec=true $(RUN_OPTS)"
 
 # The benchmark: standard scenarios against local servers (Mosquitto with its default settings); prints JSON lines
 # and a table. BENCH_OPTS="-Dbench.scenarios=raw-qos1,gateway-qos1 -Dbench.scale=0.5" (see Bench.java for all options).
 bench: tools
 	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(BENCH_OPTS) io.devicegateway.bench.Bench
+
+# Registry benchmark: RegisterDevice rate (PBKDF2 + Redis + iot.registry + dynsec createClient) and the auth hook's
+# latency under load (cold and cached /mqtt/auth, /mqtt/acl). REGISTRY_BENCH_OPTS="-Dregistry.bench.devices=500".
+registry-bench: tools
+	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(REGISTRY_BENCH_OPTS) io.devicegateway.bench.RegistryBench
 
 # JDK 25 AOT cache: target/quarkus-app/ in the aot-jar layout plus app.aot, trained by IngestIT and CommandIT
 # (pom profile `aot`). Run it with the same JDK: java -XX:AOTCache=app.aot -jar quarkus-run.jar (see native-build/STARTUP.md).

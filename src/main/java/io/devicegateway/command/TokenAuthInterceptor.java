@@ -54,6 +54,14 @@ public class TokenAuthInterceptor implements ServerInterceptor {
         }
     }
 
+    /**
+     * The authenticated agent of the current gRPC call, for any {@code devicegateway.*} service (the registry
+     * checks the same device-id scopes), or null outside a call.
+     */
+    public static AgentTokens.Agent currentAgent() {
+        return AGENT.get();
+    }
+
     @Override
     public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
             ServerCallHandler<Q, R> next) {

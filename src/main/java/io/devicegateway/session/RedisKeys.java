@@ -73,6 +73,21 @@ public class RedisKeys {
         return prefix + "{dedup-owners}:" + token;
     }
 
+    /** Registry: hash of a registered device (labels, enabled, times, revision, password hash, pending secret). */
+    public String device(String deviceId) {
+        return prefix + "{" + deviceId + "}:device";
+    }
+
+    /** Registry: sorted set of every registered device id, all scored 0, listed by lexicographic range. */
+    public String deviceIndex() {
+        return prefix + "{registry}:devices";
+    }
+
+    /** Registry: which instance runs the broker reconciliation (string with a TTL). */
+    public String registryReconcileLock() {
+        return prefix + "{registry}:reconcile-lock";
+    }
+
     public String prefix() {
         return prefix;
     }

@@ -44,7 +44,7 @@ import io.grpc.StatusRuntimeException;
  */
 class ShutdownIT {
 
-    /** The app's budget the manifests are sized for: drain 15 s + open calls 5 s + writers and Redis 8 s. */
+    /** The app's budget the manifests are sized for: drain 15 s + open calls 3 s + writers and Redis 9.5 s. */
     private static final Duration BUDGET = Duration.ofSeconds(28);
     private static LocalServers servers;
     private final List<GatewayProcess> gateways = new ArrayList<>();

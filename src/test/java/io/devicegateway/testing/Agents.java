@@ -49,4 +49,17 @@ public final class Agents {
         headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
         return stub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
     }
+
+    /** A blocking DeviceRegistry stub sending {@code authorization: Bearer <token>}; no header when token is null. */
+    public static io.devicegateway.v1.DeviceRegistryGrpc.DeviceRegistryBlockingStub registry(ManagedChannel channel,
+            String token) {
+        io.devicegateway.v1.DeviceRegistryGrpc.DeviceRegistryBlockingStub stub = io.devicegateway.v1.DeviceRegistryGrpc
+                .newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS);
+        if (token == null) {
+            return stub;
+        }
+        Metadata headers = new Metadata();
+        headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
+        return stub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
+    }
 }

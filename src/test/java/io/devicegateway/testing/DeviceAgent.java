@@ -28,6 +28,8 @@ public final class DeviceAgent implements AutoCloseable {
     private volatile java.util.function.Consumer<Received> hook = r -> {
     };
     private Mqtt3AsyncClient client;
+    private volatile String username;
+    private volatile String password;
 
     public DeviceAgent(String deviceId, int port) {
         this.deviceId = deviceId;
@@ -54,11 +56,27 @@ public final class DeviceAgent implements AutoCloseable {
                 .qos(MqttQos.AT_LEAST_ONCE).send().join();
     }
 
+    /** Connect with these broker credentials (a registered device: user name = device id). */
+    public DeviceAgent withCredentials(String username, String password) {
+        this.username = username;
+        this.password = password;
+        return this;
+    }
+
+    /** Publishes on the device's own connection (the only one a broker with per-device rights accepts). */
+    public void publish(String topic, byte[] payload) {
+        client.publishWith().topic(topic).payload(payload).qos(MqttQos.AT_LEAST_ONCE).send().join();
+    }
+
     /** Connects, subscribes to commands, then publishes the retained birth message. */
     public DeviceAgent connect() {
-        client = MqttClient.builder().useMqttVersion3().identifier("dev-" + deviceId + "-" + UUID.randomUUID())
-                .serverHost("127.0.0.1").serverPort(port)
-                .willPublish().topic(status()).payload("offline".getBytes()).qos(MqttQos.AT_LEAST_ONCE).retain(true)
+        var builder = MqttClient.builder().useMqttVersion3().identifier("dev-" + deviceId + "-" + UUID.randomUUID())
+                .serverHost("127.0.0.1").serverPort(port);
+        if (username != null) {
+            builder = builder.simpleAuth().username(username)
+                    .password(password.getBytes(StandardCharsets.UTF_8)).applySimpleAuth();
+        }
+        client = builder.willPublish().topic(status()).payload("offline".getBytes()).qos(MqttQos.AT_LEAST_ONCE).retain(true)
                 .applyWillPublish().buildAsync();
         client.connect().join();
         client.subscribeWith().topicFilter("devices/" + deviceId + "/commands/#").qos(MqttQos.AT_LEAST_ONCE)

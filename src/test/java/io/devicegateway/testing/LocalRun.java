@@ -1,5 +1,6 @@
 package io.devicegateway.testing;
 
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -22,6 +23,11 @@ import io.devicegateway.v1.DeviceMessage;
  * {@code KAFKA_BOOTSTRAP_SERVERS}, {@code GATEWAY_MQTT_HOST}/{@code GATEWAY_MQTT_PORT} and {@code QUARKUS_REDIS_HOSTS};
  * starts local ones on free ports for whatever is not given. Then a few simulated devices publish and every
  * record the gateway writes to Kafka is printed, until Ctrl-C (or {@code -Drun.seconds=N}).
+ *
+ * <p>{@code -Drun.dynsec=true} ({@code make run-dynsec}): the local Mosquitto runs the dynamic-security plugin
+ * ({@code mosquitto_ctrl dynsec init}, the gateway's user as its admin), anonymous clients are refused, the gateway
+ * keeps the broker's clients in sync with the registry, and the simulated devices are provisioned through
+ * {@code DeviceRegistry/RegisterDevice} and connect with their own credentials.
  */
 public final class LocalRun {
 
@@ -30,10 +36,20 @@ public final class LocalRun {
         String mqttHost = System.getenv("GATEWAY_MQTT_HOST");
         String redis = System.getenv("QUARKUS_REDIS_HOSTS");
         int mqttPort = Integer.parseInt(System.getenv().getOrDefault("GATEWAY_MQTT_PORT", "1883"));
+        boolean dynsec = Boolean.getBoolean("run.dynsec");
+        if (dynsec && mqttHost != null) {
+            System.out.println("run: -Drun.dynsec=true with GATEWAY_MQTT_HOST set: your broker must run dynamic security "
+                    + "with GATEWAY_MQTT_USERNAME/GATEWAY_MQTT_PASSWORD as its admin (README: Device registry)");
+        }
         LocalServers local = null;
         if (kafka == null || mqttHost == null || redis == null) {
             System.out.println("run: starting local servers for what is not configured ...");
-            local = LocalServers.start("local");
+            local = LocalServers.startWith("local", 0, m -> {
+                if (dynsec && System.getenv("GATEWAY_MQTT_HOST") == null) {
+                    Path file = MosquittoDynsec.configure(m, "local");
+                    System.out.println("run: Mosquitto with dynamic security, config " + file);
+                }
+            });
             kafka = kafka != null ? kafka : local.kafka.bootstrapServers();
             if (mqttHost == null) {
                 mqttHost = "127.0.0.1";
@@ -50,6 +66,17 @@ public final class LocalRun {
         config.put("quarkus.redis.hosts", redis);
         config.put("quarkus.profile", "local");
         config.put("quarkus.http.port", System.getenv().getOrDefault("QUARKUS_HTTP_PORT", "8080"));
+        if (dynsec) {
+            config.put("gateway.mqtt.username", System.getenv().getOrDefault("GATEWAY_MQTT_USERNAME",
+                    MosquittoDynsec.GATEWAY_USER));
+            config.put("gateway.mqtt.password", System.getenv().getOrDefault("GATEWAY_MQTT_PASSWORD",
+                    MosquittoDynsec.GATEWAY_PASSWORD));
+            config.put("gateway.registry.mosquitto-dynsec.enabled", "true");
+            byte[] key = new byte[32];
+            new java.security.SecureRandom().nextBytes(key);
+            config.put("gateway.registry.mosquitto-dynsec.pending-key", java.util.Base64.getEncoder()
+                    .encodeToString(key));
+        }
         long seconds = Long.getLong("run.seconds", 0);
         AtomicBoolean running = new AtomicBoolean(true);
         try (GatewayProcess gateway = GatewayProcess.start(config, List.of(), null)) {
@@ -60,7 +87,8 @@ public final class LocalRun {
             Thread tail = new Thread(() -> tail(config.get("kafka.bootstrap.servers"), running), "kafka-tail");
             tail.setDaemon(true);
             tail.start();
-            simulate(mqttHost, mqttPort, running, seconds);
+            Map<String, String> passwords = dynsec ? provision(gateway.httpPort) : Map.of();
+            simulate(mqttHost, mqttPort, running, seconds, passwords);
         } finally {
             if (local != null) {
                 local.close();
@@ -68,36 +96,96 @@ public final class LocalRun {
         }
     }
 
+    private static final List<String> DEVICES = List.of("truck-1", "truck-2", "sign-7");
+
+    /** Registers the simulated devices through the registry API (auth is off in the local profile). */
+    private static Map<String, String> provision(int httpPort) {
+        Map<String, String> passwords = new LinkedHashMap<>();
+        io.grpc.ManagedChannel channel = Agents.channel(httpPort);
+        try {
+            var registry = io.devicegateway.v1.DeviceRegistryGrpc.newBlockingStub(channel);
+            for (String device : DEVICES) {
+                try {
+                    passwords.put(device, registry.registerDevice(io.devicegateway.v1.RegisterDeviceRequest
+                            .newBuilder().setDeviceId(device).putLabels("site", "local-run").build()).getPassword());
+                } catch (io.grpc.StatusRuntimeException e) {
+                    if (e.getStatus().getCode() != io.grpc.Status.Code.ALREADY_EXISTS) {
+                        throw e;
+                    }
+                    passwords.put(device, registry.rotateCredentials(io.devicegateway.v1.DeviceRef.newBuilder()
+                            .setDeviceId(device).build()).getPassword()); // a Redis kept from an earlier run
+                }
+                System.out.printf("run: registered %s (broker user %s, password issued once)%n", device, device);
+            }
+        } finally {
+            channel.shutdownNow();
+        }
+        System.out.println("run: try  grpcurl -plaintext localhost:8080 devicegateway.v1.DeviceRegistry/ListDevices");
+        return passwords;
+    }
+
     /**
      * Three devices that announce themselves online and answer commands, a reading a second each, plus one event
-     * and one bad message to show the dead-letter path.
+     * and (on an open broker) one bad message to show the dead-letter path. With credentials (dynsec), each device
+     * publishes on its own connection, and an unregistered client is shown being refused.
      */
-    private static void simulate(String host, int port, AtomicBoolean running, long seconds) {
-        List<DeviceAgent> agents = new java.util.ArrayList<>();
-        for (String device : List.of("truck-1", "truck-2", "sign-7")) {
-            agents.add(new DeviceAgent(device, port).answering(200, "{\"ok\":true}").connect());
+    private static void simulate(String host, int port, AtomicBoolean running, long seconds,
+            Map<String, String> passwords) {
+        Map<String, DeviceAgent> agents = new LinkedHashMap<>();
+        for (String device : DEVICES) {
+            DeviceAgent agent = new DeviceAgent(device, port).answering(200, "{\"ok\":true}");
+            if (passwords.containsKey(device)) {
+                agent.withCredentials(device, passwords.get(device));
+            }
+            agents.put(device, agent.connect());
         }
         System.out.println("run: try  grpcurl -plaintext -d '{\"device_id\":\"truck-1\",\"name\":\"reboot\","
                 + "\"await_response\":true}' localhost:8080 devicegateway.v1.DeviceGateway/SendEvent");
-        Mqtt3BlockingClient client = Devices.connect(port);
+        Mqtt3BlockingClient client = null;
+        if (passwords.isEmpty()) {
+            client = Devices.connect(port);
+        } else {
+            try {
+                Devices.connect(port).disconnect();
+                System.out.println("run: WARNING: the broker accepted an anonymous client");
+            } catch (RuntimeException refused) {
+                System.out.println("run: an anonymous client is refused by the broker, as it should be: "
+                        + refused.getMessage());
+            }
+        }
         long end = seconds > 0 ? System.currentTimeMillis() + seconds * 1000 : Long.MAX_VALUE;
         int n = 0;
         while (running.get() && System.currentTimeMillis() < end) {
-            for (String device : List.of("truck-1", "truck-2", "sign-7")) {
-                client.publishWith().topic("devices/" + device + "/telemetry/temperature").qos(MqttQos.AT_LEAST_ONCE)
-                        .payload(String.format("{\"celsius\":%.1f}", 20 + Math.random() * 5).getBytes()).send();
+            for (String device : DEVICES) {
+                byte[] reading = String.format("{\"celsius\":%.1f}", 20 + Math.random() * 5).getBytes();
+                String topic = "devices/" + device + "/telemetry/temperature";
+                if (client != null) {
+                    client.publishWith().topic(topic).qos(MqttQos.AT_LEAST_ONCE).payload(reading).send();
+                } else {
+                    agents.get(device).publish(topic, reading);
+                }
             }
             if (n == 2) {
-                client.publishWith().topic("devices/sign-7/events/door-open").qos(MqttQos.AT_LEAST_ONCE)
-                        .payload("{\"open\":true}".getBytes()).send();
-                client.publishWith().topic("devices/bad id/telemetry").qos(MqttQos.AT_LEAST_ONCE)
-                        .payload("x".getBytes()).send();
+                byte[] open = "{\"open\":true}".getBytes();
+                if (client != null) {
+                    client.publishWith().topic("devices/sign-7/events/door-open").qos(MqttQos.AT_LEAST_ONCE)
+                            .payload(open).send();
+                    client.publishWith().topic("devices/bad id/telemetry").qos(MqttQos.AT_LEAST_ONCE)
+                            .payload("x".getBytes()).send();
+                } else {
+                    agents.get("sign-7").publish("devices/sign-7/events/door-open", open);
+                    // not its topic: the broker drops it (MQTT 3.1.1), nothing reaches Kafka
+                    agents.get("sign-7").publish("devices/truck-1/telemetry/temperature", "{\"forged\":true}"
+                            .getBytes());
+                }
             }
             n++;
             LocalServers.pause(1000); // one reading per second per device
         }
-        client.disconnect();
-        agents.forEach(DeviceAgent::close);
+        if (client != null) {
+            client.disconnect();
+        }
+        agents.values().forEach(DeviceAgent::close);
     }
 
     private static void tail(String bootstrap, AtomicBoolean running) {

@@ -28,7 +28,7 @@ import org.apache.kafka.clients.admin.NewTopic;
 public final class LocalServers implements AutoCloseable {
 
     public static final List<String> TOPICS = List.of("iot.telemetry", "iot.events", "iot.dlq", "iot.presence",
-            "iot.commands", "iot.command-results");
+            "iot.commands", "iot.command-results", "iot.registry");
 
     public final Path workDir;
     public final Mosquitto mosquitto;
@@ -430,7 +430,7 @@ public final class LocalServers implements AutoCloseable {
                 List<NewTopic> newTopics = new ArrayList<>();
                 for (String t : topics) {
                     NewTopic topic = new NewTopic(t, 4, (short) 1);
-                    if (t.equals("iot.presence")) {
+                    if (t.equals("iot.presence") || t.equals("iot.registry")) {
                         topic.configs(Map.of("cleanup.policy", "compact"));
                     }
                     newTopics.add(topic);
@@ -520,7 +520,7 @@ public final class LocalServers implements AutoCloseable {
         return Paths.get(System.getProperty("java.home"), "bin", "java").toString();
     }
 
-    static String binary(String name) {
+    public static String binary(String name) {
         for (String dir : List.of("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")) {
             if (Files.isExecutable(Paths.get(dir, name))) {
                 return Paths.get(dir, name).toString();
