@@ -121,6 +121,11 @@ public class MqttConnection {
         Gauge.builder("gateway.mqtt.inbound.paused", this, c -> c.inboundPaused ? 1 : 0)
                 .description("1 while reading from the broker is paused because in-flight work is at its bound")
                 .register(registry);
+        Gauge.builder("gateway.mqtt.unacknowledged", this, c -> {
+            MqttLink current = c.link;
+            return current == null ? 0 : current.unacked();
+        }).description("QoS 1/2 messages received on the current connection and not yet acknowledged to the broker "
+                + "(the broker counts them against the Receive Maximum)").register(registry);
         this.reconnects = Counter.builder("gateway.mqtt.reconnects")
                 .description("MQTT (re)connection attempts after the first").register(registry);
         this.adoptedSessions = Counter.builder("gateway.mqtt.sessions.adopted")
