@@ -87,7 +87,11 @@ public final class Bench {
                 inflight > 0 ? "max_inflight_messages " + inflight : "default settings");
         // notice-level log: Mosquitto names the client whose queue overflows (logging only, not behaviour)
         try (LocalServers servers = LocalServers.startWith("bench", inflight,
-                m -> m.extraConfig.add("log_type notice"))) {
+                m -> {
+                    m.extraConfig.add("log_type notice");
+                    // bench.max-queued=N: Mosquitto's max_queued_messages (diagnostic; default: the broker's 1000)
+                    m.maxQueuedMessages = Integer.getInteger("bench.max-queued", 0);
+                })) {
             Map<String, String> config = new LinkedHashMap<>(servers.gatewayConfig());
             config.put("gateway.mqtt.client-id", "dgw-bench");
             config.put("gateway.grpc.auth.tokens", io.devicegateway.testing.Agents.tokensConfig());
