@@ -113,9 +113,7 @@ public class DeviceRegistryService implements DeviceRegistry {
     public Uni<RegisterDeviceResponse> rotateCredentials(DeviceRef request) {
         String id = request.getDeviceId();
         try {
-            checkId(id);
-            permit(id);
-            checkAccepting();
+            checkChange(id);
         } catch (StatusRuntimeException e) {
             return Uni.createFrom().failure(e);
         }
@@ -142,9 +140,7 @@ public class DeviceRegistryService implements DeviceRegistry {
 
     private Uni<Device> setEnabled(String id, boolean enabled) {
         try {
-            checkId(id);
-            permit(id);
-            checkAccepting();
+            checkChange(id);
         } catch (StatusRuntimeException e) {
             return Uni.createFrom().failure(e);
         }
@@ -165,9 +161,7 @@ public class DeviceRegistryService implements DeviceRegistry {
     public Uni<DeleteDeviceResponse> deleteDevice(DeviceRef request) {
         String id = request.getDeviceId();
         try {
-            checkId(id);
-            permit(id);
-            checkAccepting();
+            checkChange(id);
         } catch (StatusRuntimeException e) {
             return Uni.createFrom().failure(e);
         }
@@ -179,6 +173,13 @@ public class DeviceRegistryService implements DeviceRegistry {
             return propagate("deleted", id, null).map(synced -> DeleteDeviceResponse.getDefaultInstance());
         });
         return uni(done);
+    }
+
+    /** What every change to an existing device checks first: a valid id, in the agent's scope, Kafka taking records. */
+    private void checkChange(String id) {
+        checkId(id);
+        permit(id);
+        checkAccepting();
     }
 
     @Override
