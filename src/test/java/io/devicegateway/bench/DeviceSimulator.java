@@ -128,6 +128,36 @@ public final class DeviceSimulator implements AutoCloseable {
         }
     }
 
+    /**
+     * Reads {@code telemetry} until every message the broker acknowledged to these devices is there (sequence = the
+     * payload's first 8 bytes, inside the envelope), at most {@code timeout}; returns how many are still missing.
+     */
+    public long missingIn(io.devicegateway.testing.KafkaRecords telemetry, java.time.Duration timeout) {
+        java.util.Map<String, java.util.BitSet> received = new java.util.HashMap<>();
+        long deadline = System.nanoTime() + timeout.toNanos();
+        long missing;
+        do {
+            for (var r : telemetry.poll(java.time.Duration.ofMillis(200))) {
+                if (deviceIds().contains(r.key())) {
+                    try {
+                        long seq = java.nio.ByteBuffer.wrap(io.devicegateway.v1.DeviceMessage.parseFrom(r.value())
+                                .getPayload().toByteArray()).getLong(0);
+                        received.computeIfAbsent(r.key(), k -> new java.util.BitSet()).set((int) seq);
+                    } catch (com.google.protobuf.InvalidProtocolBufferException e) {
+                        throw new IllegalStateException(e);
+                    }
+                }
+            }
+            missing = 0;
+            for (String id : deviceIds()) {
+                java.util.BitSet acked = acknowledged(id);
+                acked.andNot(received.getOrDefault(id, new java.util.BitSet()));
+                missing += acked.cardinality();
+            }
+        } while (missing > 0 && System.nanoTime() < deadline);
+        return missing;
+    }
+
     private void publish(Mqtt3AsyncClient client, Mqtt5AsyncClient client5, String device, String topic, long count,
             int size, int qos, double rate) {
         String epochText = Long.toString(epoch);

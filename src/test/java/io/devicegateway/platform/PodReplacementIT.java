@@ -3,17 +3,13 @@ package io.devicegateway.platform;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.BitSet;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 
-import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -25,7 +21,6 @@ import io.devicegateway.testing.Agents;
 import io.devicegateway.testing.GatewayProcess;
 import io.devicegateway.testing.KafkaRecords;
 import io.devicegateway.testing.LocalServers;
-import io.devicegateway.v1.DeviceMessage;
 
 /**
  * Pods replaced the way Kubernetes replaces them: a replica is killed -9 under load and its replacement starts under
@@ -100,28 +95,7 @@ class PodReplacementIT {
             long acknowledged = devices.acknowledged();
             assertTrue(acknowledged >= DEVICES * PER_DEVICE - 10, "the broker acknowledged " + acknowledged);
 
-            Map<String, BitSet> received = new HashMap<>();
-            Awaitility.await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(200)).until(() -> {
-                for (ConsumerRecord<String, byte[]> r : telemetry.poll(Duration.ofMillis(200))) {
-                    if (devices.deviceIds().contains(r.key())) {
-                        long seq = ByteBuffer.wrap(DeviceMessage.parseFrom(r.value()).getPayload().toByteArray())
-                                .getLong(0);
-                        received.computeIfAbsent(r.key(), k -> new BitSet()).set((int) seq);
-                    }
-                }
-                return missing(devices, received) == 0;
-            });
-            assertEquals(0, missing(devices, received));
+            assertEquals(0, devices.missingIn(telemetry, Duration.ofSeconds(60)));
         }
-    }
-
-    private static long missing(DeviceSimulator devices, Map<String, BitSet> received) {
-        long missing = 0;
-        for (String id : devices.deviceIds()) {
-            BitSet acked = devices.acknowledged(id);
-            acked.andNot(received.getOrDefault(id, new BitSet()));
-            missing += acked.cardinality();
-        }
-        return missing;
     }
 }

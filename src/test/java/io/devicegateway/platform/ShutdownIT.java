@@ -7,7 +7,6 @@ import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.BitSet;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -125,7 +124,7 @@ class ShutdownIT {
             long tookMillis = (System.nanoTime() - sigterm) / 1_000_000;
 
             publisher.join(Duration.ofSeconds(60).toMillis());
-            assertAllInKafka(devices, telemetry);
+            assertEquals(0, devices.missingIn(telemetry, Duration.ofSeconds(60)));
             assertTrue(tookMillis < BUDGET.toMillis(), "exit took " + tookMillis + " ms");
         } finally {
             channel.shutdownNow();
@@ -168,29 +167,5 @@ class ShutdownIT {
         } finally {
             device.disconnect();
         }
-    }
-
-    private static void assertAllInKafka(DeviceSimulator devices, KafkaRecords telemetry) {
-        Map<String, BitSet> received = new HashMap<>();
-        Awaitility.await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(200)).until(() -> {
-            for (ConsumerRecord<String, byte[]> r : telemetry.poll(Duration.ofMillis(200))) {
-                if (devices.deviceIds().contains(r.key())) {
-                    long seq = ByteBuffer.wrap(DeviceMessage.parseFrom(r.value()).getPayload().toByteArray()).getLong(0);
-                    received.computeIfAbsent(r.key(), k -> new BitSet()).set((int) seq);
-                }
-            }
-            return missing(devices, received) == 0;
-        });
-        assertEquals(0, missing(devices, received));
-    }
-
-    private static long missing(DeviceSimulator devices, Map<String, BitSet> received) {
-        long missing = 0;
-        for (String id : devices.deviceIds()) {
-            BitSet acked = devices.acknowledged(id);
-            acked.andNot(received.getOrDefault(id, new BitSet()));
-            missing += acked.cardinality();
-        }
-        return missing;
     }
 }
