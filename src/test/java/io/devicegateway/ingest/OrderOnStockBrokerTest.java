@@ -1,6 +1,8 @@
 package io.devicegateway.ingest;
 
+import static io.restassured.RestAssured.given;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;
 import java.time.Duration;
@@ -13,6 +15,8 @@ import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Semaphore;
 
+import jakarta.inject.Inject;
+
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.junit.jupiter.api.Test;
 
@@ -20,9 +24,11 @@ import com.hivemq.client.mqtt.MqttClient;
 import com.hivemq.client.mqtt.datatypes.MqttQos;
 import com.hivemq.client.mqtt.mqtt3.Mqtt3AsyncClient;
 
+import io.devicegateway.platform.mqtt.MqttConnection;
 import io.devicegateway.testing.Devices;
 import io.devicegateway.testing.KafkaRecords;
 import io.devicegateway.testing.LocalServers;
+import io.devicegateway.testing.PrometheusText;
 import io.devicegateway.testing.SharedServers;
 import io.quarkus.test.common.QuarkusTestResource;
 import io.quarkus.test.junit.QuarkusTest;
@@ -89,14 +95,106 @@ class OrderOnStockBrokerTest {
         }
     }
 
-    /** QoS 1 as fast as the broker acknowledges, at most 500 unacknowledged per device (a real device's queue). */
+    /**
+     * Mosquitto 2.0 (since the CVE-2023-28366 fix) frees any packet for a client whose socket queue already holds
+     * max_queued_messages (1,000) packets, QoS 1 PUBLISH included, and keeps the message in flight in the session
+     * until the next connection. The gateway stops reading here (as it would behind a long GC pause or a starved
+     * CPU) while devices publish 20 MB, and 8 MB more while it recovers; the broker drops part of it; once reads resume, the gateway notices the skipped
+     * packet ids, reconnects, and every message still reaches Kafka in device order.
+     */
+    @Test
+    void recoversMessagesTheBrokerDroppedForALaggingGatewayInOrder() throws Exception {
+        LocalServers servers = SharedServers.get();
+        int devices = 4;
+        int first = 5_000; // while the gateway does not read
+        int more = 2_000; // while it recovers
+        int perDevice = first + more;
+        double droppedBefore = metric("gateway_mqtt_broker_dropped_total");
+        double resendsBefore = metric("gateway_mqtt_resend_reconnects_total");
+        List<String> ids = new ArrayList<>();
+        List<Mqtt3AsyncClient> clients = new ArrayList<>();
+        for (int d = 0; d < devices; d++) {
+            ids.add(Devices.uniqueId("lag"));
+            Mqtt3AsyncClient client = MqttClient.builder().useMqttVersion3().identifier("lag-" + UUID.randomUUID())
+                    .serverHost("127.0.0.1").serverPort(servers.mosquitto.port).buildAsync();
+            client.connect().join();
+            clients.add(client);
+        }
+        connection.pauseInbound("test-lag");
+        boolean paused = true;
+        try (KafkaRecords telemetry = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.telemetry")) {
+            List<CompletableFuture<Void>> done = new ArrayList<>();
+            for (int d = 0; d < devices; d++) {
+                Mqtt3AsyncClient client = clients.get(d);
+                String topic = "devices/" + ids.get(d) + "/telemetry";
+                done.add(CompletableFuture.runAsync(() -> publishAll(client, topic, 0, first, 1_000)));
+            }
+            CompletableFuture.allOf(done.toArray(CompletableFuture[]::new)).join(); // the broker took every one
+            connection.resumeInbound("test-lag");
+            paused = false;
+            // the devices go on while the gateway recovers: new messages interleave with the broker's resends
+            done.clear();
+            for (int d = 0; d < devices; d++) {
+                Mqtt3AsyncClient client = clients.get(d);
+                String topic = "devices/" + ids.get(d) + "/telemetry";
+                done.add(CompletableFuture.runAsync(() -> publishAll(client, topic, first, more, 1_000)));
+            }
+            CompletableFuture.allOf(done.toArray(CompletableFuture[]::new)).join();
+
+            Set<String> ours = Set.copyOf(ids);
+            List<ConsumerRecord<String, byte[]>> records;
+            try {
+                records = telemetry.await(r -> ours.contains(r.key()), devices * perDevice, Duration.ofSeconds(90));
+            } catch (org.awaitility.core.ConditionTimeoutException e) {
+                records = telemetry.drain(r -> ours.contains(r.key()));
+            }
+            assertTrue(metric("gateway_mqtt_broker_dropped_total") > droppedBefore,
+                    "the broker dropped messages for the lagging gateway (else this test shows nothing)");
+            assertTrue(metric("gateway_mqtt_resend_reconnects_total") > resendsBefore, "reconnected for the resend");
+            Map<String, Long> last = new HashMap<>();
+            Map<String, Integer> counts = new HashMap<>();
+            long outOfOrder = 0;
+            for (ConsumerRecord<String, byte[]> record : records) {
+                long seq = ByteBuffer.wrap(io.devicegateway.v1.DeviceMessage.parseFrom(record.value()).getPayload()
+                        .toByteArray()).getLong();
+                Long previous = last.put(record.key(), seq);
+                if (previous != null && seq <= previous) {
+                    outOfOrder++;
+                }
+                counts.merge(record.key(), 1, Integer::sum);
+            }
+            assertEquals(0, outOfOrder, "records out of device order");
+            for (String id : ids) {
+                assertEquals(perDevice, counts.getOrDefault(id, 0), "records of " + id);
+            }
+        } finally {
+            if (paused) {
+                connection.resumeInbound("test-lag");
+            }
+            clients.forEach(c -> c.disconnect().join());
+        }
+    }
+
+    @Inject
+    MqttConnection connection;
+
+    private static double metric(String series) {
+        double value = PrometheusText.sample(given().get("/q/metrics").asString(), series);
+        return Double.isNaN(value) ? 0 : value;
+    }
+
     private static void publishAll(Mqtt3AsyncClient client, String topic) {
+        publishAll(client, topic, 0, PER_DEVICE, 100);
+    }
+
+    /** QoS 1 as fast as the broker acknowledges, at most 500 unacknowledged per device (a real device's queue). */
+    private static void publishAll(Mqtt3AsyncClient client, String topic, long first, int count, int size) {
         Semaphore window = new Semaphore(500);
         List<CompletableFuture<?>> sends = new ArrayList<>();
-        for (long seq = 0; seq < PER_DEVICE; seq++) {
+        for (long seq = first; seq < first + count; seq++) {
             window.acquireUninterruptibly();
             sends.add(client.publishWith().topic(topic).qos(MqttQos.AT_LEAST_ONCE)
-                    .payload(ByteBuffer.allocate(100).putLong(0, seq)).send()
+                    .payload(ByteBuffer.allocate(size).putLong(0, seq)).send()
                     .whenComplete((r, e) -> window.release()));
         }
         CompletableFuture.allOf(sends.toArray(CompletableFuture[]::new)).join();

@@ -97,7 +97,9 @@ class ShutdownIT {
                         "devices/%s/telemetry");
                 KafkaRecords telemetry = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.telemetry")) {
             var stub = Agents.stub(channel, Agents.OPS_TOKEN);
-            Awaitility.await().atMost(Duration.ofSeconds(30)).until(() -> stub.getSession(
+            // NOT_FOUND until the gateway has processed the device's first status message
+            Awaitility.await().atMost(Duration.ofSeconds(30)).ignoreExceptionsInstanceOf(StatusRuntimeException.class)
+                    .until(() -> stub.getSession(
                     io.devicegateway.v1.GetSessionRequest.newBuilder().setDeviceId(deviceId).build()).getOnline());
             CompletableFuture<Status> call = CompletableFuture.supplyAsync(() -> {
                 try {

@@ -64,12 +64,24 @@ public interface MqttConfig {
      * MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may send the gateway before it queues
      * the rest. Large by default (the MQTT maximum): a stock Mosquitto keeps at most {@code max_queued_messages}
      * (1000) queued per session and silently drops QoS 1 messages beyond that, so a small window loses messages as
-     * soon as devices outrun the gateway; a message in the window is never dropped. The gateway's own memory is
+     * soon as devices outrun the gateway. Within the window a current Mosquitto can still drop a message for a
+     * session whose socket falls behind by max_queued_messages packets; {@link #resendDropped()} recovers those. The
+     * gateway's own memory is
      * bounded by {@code gateway.ingest.max-in-flight}: at that bound it stops reading the socket and the broker keeps
      * the rest. 1-65535.
      */
     @WithDefault("65535")
     int receiveMaximum();
+
+    /**
+     * MQTT 5: notice when the broker skips a packet id (it dropped that message on its way to the gateway and keeps
+     * it in flight in the session: Mosquitto 2.0 does this whenever a client's socket queue reaches
+     * {@code max_queued_messages}), stop taking messages, let the earlier ones be acknowledged, and reconnect at once
+     * so that the broker resends the dropped message and everything after it, in order. Needs a broker that numbers a
+     * session's messages sequentially (Mosquitto, EMQX and VerneMQ do); turn it off for one that does not.
+     */
+    @WithDefault("true")
+    boolean resendDropped();
 
     /**
      * MQTT 5 Maximum Packet Size the gateway accepts: the broker never sends it a larger packet (Mosquitto drops such

@@ -71,6 +71,10 @@ public class MqttConnection {
     private final Map<String, MqttSubscription> filterOwners = new LinkedHashMap<>();
     private final Counter reconnects;
     private final Counter adoptedSessions;
+    private final Counter brokerDrops;
+    private final Counter resendReconnects;
+    /** The last link disconnected so that the broker resends what it dropped: the next one expects that resend. */
+    private boolean resendNext;
     private final AtomicInteger state = new AtomicInteger(); // 0 down, 1 connected, 2 connected and subscribed
     private final AtomicBoolean stopping = new AtomicBoolean();
 
@@ -128,6 +132,12 @@ public class MqttConnection {
                 + "(the broker counts them against the Receive Maximum)").register(registry);
         this.reconnects = Counter.builder("gateway.mqtt.reconnects")
                 .description("MQTT (re)connection attempts after the first").register(registry);
+        this.brokerDrops = Counter.builder("gateway.mqtt.broker.dropped")
+                .description("Messages the broker dropped on their way to the gateway (packet ids it skipped); each is"
+                        + " resent after a reconnect for resend").register(registry);
+        this.resendReconnects = Counter.builder("gateway.mqtt.resend.reconnects")
+                .description("Reconnects made so that the broker resends, in order, messages it dropped")
+                .register(registry);
         this.adoptedSessions = Counter.builder("gateway.mqtt.sessions.adopted")
                 .description("Broker sessions of gone gateway instances that this instance took over and drained")
                 .register(registry);
@@ -408,7 +418,21 @@ public class MqttConnection {
                 config.sessionExpiry().toSeconds(), config.receiveMaximum(), config.maxPacketSize(),
                 config.maxOutboundInFlight(),
                 config.connectTimeout().toMillis(), leases == null || cleanStart ? null : config.goneTopic() + "/" + id,
-                instanceId);
+                instanceId, config.resendDropped(), probeTopic(id));
+    }
+
+    /**
+     * Where a connection's sequence probes go (see MqttLink): under the gone topic, which the gateway's broker user
+     * may already use, one level below it so that {@code <gone-topic>/+} does not match; only this session subscribes.
+     */
+    String probeTopic(String id) {
+        return config.resendDropped() && config.protocolVersion().equals("5") && id != null
+                ? config.goneTopic() + "/" + id + "/probe" : null;
+    }
+
+    private boolean isProbe(String topic) {
+        return config.resendDropped() && topic.startsWith(config.goneTopic()) && topic.endsWith("/probe")
+                && topic.length() > config.goneTopic().length() + 7 && topic.charAt(config.goneTopic().length()) == '/';
     }
 
     MqttLink newLink(String id, boolean cleanStart, MqttLink.Listener listener) {
@@ -429,7 +453,16 @@ public class MqttConnection {
             public void onClosed(MqttLink closed, String why) {
                 MqttConnection.this.onClosed(closed, why);
             }
+
+            @Override
+            public void onBrokerDropped(MqttLink dropping, int first, int last) {
+                brokerDrops.increment(last >= first ? last - first + 1 : last + 65_535 - first + 1);
+            }
         });
+        if (resendNext) {
+            resendNext = false;
+            attempt.expectResend();
+        }
         link = attempt;
         attempt.connect().onSuccess(connAck -> {
             LOG.infof("MQTT connected to %s:%d as %s (session present: %s, broker receive maximum %d)", config.host(),
@@ -480,6 +513,10 @@ public class MqttConnection {
         if (leases != null) {
             filters.put(config.goneTopic() + "/+", 1); // every replica hears of a gateway that died
         }
+        String probe = probeTopic(clientId);
+        if (probe != null) {
+            filters.put(probe, 1);
+        }
         return filters;
     }
 
@@ -505,6 +542,14 @@ public class MqttConnection {
         }
         boolean wasUp = state.getAndSet(0) > 0;
         problem = why;
+        if (closed.closedForResend() && !stopping.get()) {
+            // not a failure: the same session at once, no backoff; the broker resends from the first dropped message
+            LOG.infof("Reconnecting %s so that the broker resends the messages it dropped", clientId);
+            resendNext = true;
+            resendReconnects.increment();
+            establish();
+            return;
+        }
         if (wasUp && !stopping.get()) {
             LOG.warnf("MQTT connection lost (%s); reconnecting", why);
             scheduleReconnect();
@@ -523,6 +568,10 @@ public class MqttConnection {
 
     /** Hands a message to the capability whose filter it matches. On the context. */
     void dispatch(InboundMessage message) {
+        if (isProbe(message.topic())) {
+            message.ack(); // its packet id did its work in MqttLink
+            return;
+        }
         if (adopter != null && message.topic().startsWith(goneTopicPrefix)) {
             String gone = message.topic().substring(goneTopicPrefix.length());
             message.ack();

@@ -71,12 +71,21 @@ final class MqttLink {
         void onPublish(InboundMessage message);
 
         void onClosed(MqttLink link, String why);
+
+        /**
+         * The broker skipped packet ids {@code first}..{@code last}: it dropped those messages on their way to us. The
+         * link has stopped taking messages, waits until every earlier one is acknowledged, then disconnects keeping the
+         * session ({@link #closedForResend()}); reconnecting at once has the broker resend the rest in order.
+         */
+        default void onBrokerDropped(MqttLink link, int first, int last) {
+        }
     }
 
     /** How to connect. */
     record Settings(String clientId, boolean mqtt5, boolean cleanStart, String username, String password,
             int keepAliveSeconds, long sessionExpirySeconds, int receiveMaximum, int maxPacketSize,
-            int maxOutboundInFlight, long connectTimeoutMillis, String willTopic, String willPayload) {
+            int maxOutboundInFlight, long connectTimeoutMillis, String willTopic, String willPayload,
+            boolean resendDropped, String probeTopic) {
     }
 
     /** The broker's CONNACK. */
@@ -138,6 +147,29 @@ final class MqttLink {
     private final ArrayDeque<Outbound> outboundWaiting = new ArrayDeque<>();
     private final Map<Integer, Promise<List<Integer>>> pendingSubscribes = new HashMap<>();
     private final Map<Integer, Promise<Void>> pendingUnsubscribes = new HashMap<>();
+    /**
+     * Broker-drop detection (MQTT 5, QoS 1). A broker numbers the messages it sends one session in order (Mosquitto,
+     * EMQX and VerneMQ allocate packet ids sequentially), so a skipped id is a message it dropped on the way: every
+     * Mosquitto 2.0 since the CVE-2023-28366 fix frees any packet for a client whose socket queue holds
+     * max_queued_messages (1,000 by default) packets, and keeps the message in flight in the session, resent only on
+     * the next connection. The link then takes nothing more (later messages would overtake the dropped ones), lets
+     * the earlier ones finish and acknowledges them, and disconnects keeping the session: the broker resends, in
+     * order, exactly the dropped message and everything after it, which are contiguous ids.
+     */
+    private int expectedPacketId = -1;
+    /** Expect the first QoS 1 message of a connection to start the sequence even if it is a redelivery (DUP). */
+    private boolean sequenceFromRedelivery;
+    private boolean dropping;
+    private boolean closedForResend;
+    /**
+     * A drop at the end of a burst shows no gap until the next message. So once the inbound flow pauses, the link
+     * publishes an empty QoS 1 message to a topic only its own session subscribes to ({@code probeTopic}): it comes
+     * back with the broker's next packet id and reveals any skipped before it.
+     */
+    private boolean receivedSinceProbe;
+    private long lastInboundNanos;
+    private long probeTimer = -1;
+    static final long PROBE_QUIET_NANOS = 300_000_000L;
     /** Inbound QoS 2 packet ids whose PUBREC went out, waiting for PUBREL. */
     private final java.util.Set<Integer> inboundQos2 = new java.util.HashSet<>();
 
@@ -327,6 +359,7 @@ final class MqttLink {
         outboundWindow = Math.max(1, Math.min(serverReceiveMaximum, settings.maxOutboundInFlight()));
         connected = true;
         startKeepAlive(keepAlive);
+        startProbes();
         Promise<ConnAck> p = connecting;
         connecting = null;
         if (p != null) {
@@ -345,6 +378,9 @@ final class MqttLink {
         boolean dup = publish.fixedHeader().isDup();
         boolean retain = publish.fixedHeader().isRetain();
         publish.release();
+        if (qos == 1 && settings.resendDropped() && settings.mqtt5() && !inSequence(packetId, dup)) {
+            return; // left in the broker's session: it resends it after the reconnect
+        }
         if (qos == 2 && inboundQos2.contains(packetId)) {
             // a QoS 2 redelivery we already took: it must not be processed twice; the PUBREC is re-sent
             write(new MqttMessage(PUBREC, MqttMessageIdVariableHeader.from(packetId)), true);
@@ -352,11 +388,74 @@ final class MqttLink {
         }
         if (qos > 0) {
             unacked.incrementAndGet();
+            if (settings.probeTopic() != null) {
+                lastInboundNanos = System.nanoTime();
+                receivedSinceProbe |= !topic.equals(settings.probeTopic());
+            }
         }
         // not properties.isEmpty(): Netty keeps user properties apart and isEmpty() ignores them, so a message whose
         // only properties are user properties would lose them
         listener.onPublish(new InboundMessage(this, topic, payload, qos, packetId, dup, retain,
                 properties == null ? MqttProperties.NO_PROPERTIES : properties));
+    }
+
+    /**
+     * Whether a QoS 1 message continues the broker's packet-id sequence. The first message of a connection starts
+     * it; redeliveries (DUP) after an ordinary reconnect are not checked, since acknowledgements that went out in
+     * Kafka's order leave holes in the broker's in-flight list; after a reconnect for resend there are none.
+     */
+    private boolean inSequence(int packetId, boolean dup) {
+        if (dropping) {
+            return false;
+        }
+        if (expectedPacketId < 0) {
+            if (dup && !sequenceFromRedelivery) {
+                return true;
+            }
+            expectedPacketId = nextId(packetId);
+            return true;
+        }
+        if (packetId == expectedPacketId) {
+            expectedPacketId = nextId(packetId);
+            return true;
+        }
+        int first = expectedPacketId;
+        int last = packetId == 1 ? 65_535 : packetId - 1;
+        dropping = true;
+        applyAutoRead(); // what follows is discarded anyway: let the broker keep it
+        LOG.warnf("MQTT broker skipped packet ids %d..%d for %s (dropped on their way here, e.g. Mosquitto's"
+                + " max_queued_messages); reconnecting once the earlier messages are acknowledged, so that it resends"
+                + " them in order", first, last, settings.clientId());
+        listener.onBrokerDropped(this, first, last);
+        disconnectForResendWhenIdle();
+        return false;
+    }
+
+    private static int nextId(int packetId) {
+        return packetId == 65_535 ? 1 : packetId + 1;
+    }
+
+    /** Once nothing taken before the gap waits for its acknowledgement: DISCONNECT, keeping the session. */
+    private void disconnectForResendWhenIdle() {
+        if (dropping && !closedForResend && !closed && unacked.get() == 0) {
+            closedForResend = true;
+            // then wait for the broker to close the socket: it has read the DISCONNECT, so every PUBACK before it is
+            // applied. Reconnecting earlier can let the new connection take the session over while acknowledgements
+            // still sit unread on the old one, and the broker would resend acknowledged messages.
+            channel.writeAndFlush(disconnectMessage(false));
+            channel.channel().config().setAutoRead(true); // to see the close; anything still arriving is discarded
+            vertx.setTimer(5_000, id -> context.runOnContext(v -> close("the broker did not close after DISCONNECT")));
+        }
+    }
+
+    /** Whether this link closed itself so that the broker resends what it dropped (reconnect at once). */
+    boolean closedForResend() {
+        return closedForResend;
+    }
+
+    /** The next connection of this session starts its sequence with the broker's resend. */
+    void expectResend() {
+        sequenceFromRedelivery = true;
     }
 
     /** Acknowledges a received message (PUBACK, or PUBREC for QoS 2). Any thread; written in batches. */
@@ -392,6 +491,7 @@ final class MqttLink {
             lastWriteNanos = System.nanoTime();
             channel.flush();
         }
+        disconnectForResendWhenIdle();
     }
 
     /** SUBSCRIBE; completes with one reason code per filter (0-2 granted QoS, 0x80 and up refused). */
@@ -524,12 +624,34 @@ final class MqttLink {
             return;
         }
         readsPaused = paused;
-        if (channel != null) {
-            channel.channel().config().setAutoRead(!paused);
-        }
+        applyAutoRead();
         if (!paused) {
             lastReadNanos = System.nanoTime(); // no PINGRESP could be read while paused
         }
+    }
+
+    private void applyAutoRead() {
+        if (channel != null) {
+            channel.channel().config().setAutoRead(closedForResend || !readsPaused && !dropping);
+        }
+    }
+
+    private void startProbes() {
+        if (settings.probeTopic() == null || !settings.resendDropped() || !settings.mqtt5()) {
+            return;
+        }
+        probeTimer = vertx.setPeriodic(PROBE_QUIET_NANOS / 1_000_000, id -> context.runOnContext(v -> {
+            if (closed) {
+                vertx.cancelTimer(id);
+                return;
+            }
+            if (receivedSinceProbe && !dropping && !readsPaused
+                    && System.nanoTime() - lastInboundNanos >= PROBE_QUIET_NANOS) {
+                receivedSinceProbe = false;
+                publish(settings.probeTopic(), new byte[0], 1, false, null)
+                        .onFailure(e -> LOG.debugf("Sequence probe on %s failed: %s", settings.clientId(), e.toString()));
+            }
+        }));
     }
 
     private void startKeepAlive(int keepAliveSeconds) {
@@ -544,7 +666,7 @@ final class MqttLink {
                 return;
             }
             long now = System.nanoTime();
-            if (!readsPaused && now - lastReadNanos > keepAliveNanos * 3 / 2) {
+            if (!readsPaused && !dropping && now - lastReadNanos > keepAliveNanos * 3 / 2) {
                 fail("no packet from the broker for " + (now - lastReadNanos) / 1_000_000 + " ms (keep-alive "
                         + keepAliveSeconds + " s)");
                 return;
@@ -566,6 +688,14 @@ final class MqttLink {
             done.complete();
             return done.future();
         }
+        channel.writeAndFlush(disconnectMessage(discardSession)).addListener(f -> context.runOnContext(v -> {
+            close("disconnect");
+            done.tryComplete();
+        }));
+        return done.future();
+    }
+
+    private MqttMessage disconnectMessage(boolean discardSession) {
         MqttMessageBuilders.DisconnectBuilder disconnect = MqttMessageBuilders.disconnect();
         if (settings.mqtt5()) {
             disconnect.reasonCode((byte) 0);
@@ -576,11 +706,7 @@ final class MqttLink {
                 disconnect.properties(properties);
             }
         }
-        channel.writeAndFlush(disconnect.build()).addListener(f -> context.runOnContext(v -> {
-            close("disconnect");
-            done.tryComplete();
-        }));
-        return done.future();
+        return disconnect.build();
     }
 
     private void write(Object message, boolean flush) {
@@ -646,6 +772,9 @@ final class MqttLink {
         connected = false;
         if (keepAliveTimer >= 0) {
             vertx.cancelTimer(keepAliveTimer);
+        }
+        if (probeTimer >= 0) {
+            vertx.cancelTimer(probeTimer);
         }
         IllegalStateException lost = new IllegalStateException("MQTT connection lost (" + lastCloseReason
                 + ") before the broker acknowledged");
