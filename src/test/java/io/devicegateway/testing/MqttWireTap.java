@@ -20,10 +20,12 @@ public final class MqttWireTap implements AutoCloseable {
     public record PubAck(int packetId, long atMillis) {
     }
 
+    private static final int PUBLISH = 3;
     private static final int PUBACK = 4;
     private final ServerSocket server;
     private final int brokerPort;
     private final List<PubAck> pubAcks = new CopyOnWriteArrayList<>();
+    private final java.util.Set<Integer> probeDeliveries = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final List<Socket> sockets = new CopyOnWriteArrayList<>();
 
     public MqttWireTap(int brokerPort) throws IOException {
@@ -52,7 +54,7 @@ public final class MqttWireTap implements AutoCloseable {
                 sockets.add(client);
                 sockets.add(broker);
                 start(() -> decodeAndForward(client.getInputStream(), broker.getOutputStream()), client, broker);
-                start(() -> copy(broker.getInputStream(), client.getOutputStream()), client, broker);
+                start(() -> forwardFromBroker(broker.getInputStream(), client.getOutputStream()), client, broker);
             } catch (IOException closed) {
                 return;
             }
@@ -96,7 +98,10 @@ public final class MqttWireTap implements AutoCloseable {
             byte[] body = new byte[length];
             in.readFully(body);
             if ((header >> 4) == PUBACK && length >= 2) {
-                pubAcks.add(new PubAck(((body[0] & 0xff) << 8) | (body[1] & 0xff), System.currentTimeMillis()));
+                int packetId = ((body[0] & 0xff) << 8) | (body[1] & 0xff);
+                if (!probeDeliveries.remove(packetId)) {
+                    pubAcks.add(new PubAck(packetId, System.currentTimeMillis()));
+                }
             }
             to.write(header);
             to.write(lengthBytes, 0, n);
@@ -105,12 +110,42 @@ public final class MqttWireTap implements AutoCloseable {
         }
     }
 
-    private static void copy(InputStream from, OutputStream to) throws IOException {
-        byte[] buffer = new byte[16384];
-        int n;
-        while ((n = from.read(buffer)) >= 0) {
-            to.write(buffer, 0, n);
-            to.flush();
+    /**
+     * Broker to gateway: forwarded as is, but the packet ids of the gateway's own sequence probes (QoS 1 messages on
+     * {@code <gone-topic>/<client id>/probe}, see MqttLink) are noted, so that their PUBACKs are not counted as
+     * acknowledgements of device messages.
+     */
+    private void forwardFromBroker(InputStream from, OutputStream to) throws IOException {
+        DataInputStream in = new DataInputStream(new java.io.BufferedInputStream(from, 16384));
+        java.io.BufferedOutputStream out = new java.io.BufferedOutputStream(to, 16384);
+        while (true) {
+            int header = in.readUnsignedByte();
+            int length = 0;
+            int multiplier = 1;
+            byte[] lengthBytes = new byte[4];
+            int n = 0;
+            int b;
+            do {
+                b = in.readUnsignedByte();
+                lengthBytes[n++] = (byte) b;
+                length += (b & 0x7f) * multiplier;
+                multiplier *= 128;
+            } while ((b & 0x80) != 0);
+            byte[] body = new byte[length];
+            in.readFully(body);
+            if ((header >> 4) == PUBLISH && ((header >> 1) & 3) > 0 && length >= 2) {
+                int topicLength = ((body[0] & 0xff) << 8) | (body[1] & 0xff);
+                String topic = new String(body, 2, topicLength, java.nio.charset.StandardCharsets.UTF_8);
+                if (topic.endsWith("/probe")) {
+                    probeDeliveries.add(((body[2 + topicLength] & 0xff) << 8) | (body[3 + topicLength] & 0xff));
+                }
+            }
+            out.write(header);
+            out.write(lengthBytes, 0, n);
+            out.write(body);
+            if (in.available() == 0) {
+                out.flush();
+            }
         }
     }
 
