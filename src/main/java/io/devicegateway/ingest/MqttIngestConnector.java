@@ -1,0 +1,272 @@
+package io.devicegateway.ingest;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Flow;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+import jakarta.enterprise.event.Observes;
+import jakarta.inject.Singleton;
+
+import org.eclipse.microprofile.config.Config;
+import org.eclipse.microprofile.reactive.messaging.Message;
+import org.eclipse.microprofile.reactive.messaging.spi.Connector;
+import org.jboss.logging.Logger;
+
+import io.devicegateway.platform.mqtt.InboundMessage;
+import io.devicegateway.platform.mqtt.MqttSubscription;
+import io.quarkus.runtime.StartupEvent;
+import io.smallrye.reactive.messaging.annotations.ConnectorAttribute;
+import io.smallrye.reactive.messaging.annotations.ConnectorAttribute.Direction;
+import io.smallrye.reactive.messaging.connector.InboundConnector;
+
+/**
+ * The inbound connector {@code device-gateway-mqtt}: device messages from the gateway's own MQTT connection onto a
+ * channel (README: Ingest channels). It is an {@link MqttSubscription} itself: SmallRye creates the channel's publisher
+ * while wiring (StartupEvent, priority {@code LIBRARY_BEFORE}), before {@code MqttConnection} collects its
+ * subscriptions and connects (StartupEvent, last), so the filters are known before the broker sends anything.
+ *
+ * <p>Each message's {@code ack()} sends its PUBACK; {@code nack()} dead-letters it as {@code processing-failed} and
+ * sends the PUBACK once that is in Kafka. Messages received and not yet settled count against {@code max-in-flight} /
+ * {@code max-in-flight-bytes}; at either bound the connection stops reading until both are at half. Emission honours
+ * the channel's demand; messages beyond it wait in order (they are in flight, so the bound covers them).
+ *
+ * <p>One incoming channel per gateway: it owns the ingest filters and bounds.
+ */
+@Singleton
+@Connector(MqttIngestConnector.NAME)
+@ConnectorAttribute(name = "filters", type = "string", direction = Direction.INCOMING,
+        alias = "gateway.ingest.filters", defaultValue = "devices/+/telemetry/#,devices/+/events/#",
+        description = "MQTT filters to subscribe to (QoS 1, through the shared group when one is configured), comma-separated")
+@ConnectorAttribute(name = "max-in-flight", type = "int", direction = Direction.INCOMING,
+        alias = "gateway.ingest.max-in-flight", defaultValue = "2000",
+        description = "Messages received and not yet settled (acked or dead-lettered); at the bound reading stops")
+@ConnectorAttribute(name = "max-in-flight-bytes", type = "long", direction = Direction.INCOMING,
+        alias = "gateway.ingest.max-in-flight-bytes", defaultValue = "33554432",
+        description = "The same bound in payload bytes; reading stops at whichever bound is reached first")
+public class MqttIngestConnector implements InboundConnector, MqttSubscription {
+
+    public static final String NAME = "device-gateway-mqtt";
+    private static final Logger LOG = Logger.getLogger(MqttIngestConnector.class);
+
+    private final IngestConfig config;
+    private final InFlight inFlight;
+    private final IngestWriter writer;
+    private final boolean active;
+    private final AtomicBoolean nackWarned = new AtomicBoolean();
+    private volatile Source source;
+
+    MqttIngestConnector(IngestConfig config, InFlight inFlight, IngestWriter writer) {
+        this.config = config;
+        this.inFlight = inFlight;
+        this.writer = writer;
+        this.active = config.path() == IngestConfig.Path.CHANNELS;
+    }
+
+    @Override
+    public Flow.Publisher<? extends Message<?>> getPublisher(Config channel) {
+        String name = channel.getOptionalValue("channel-name", String.class).orElse("?");
+        if (source != null) {
+            throw new IllegalStateException("connector " + NAME + " serves one incoming channel (" + source.channel
+                    + "); channel " + name + " cannot use it too");
+        }
+        // an attribute set on the channel wins; else its alias gateway.ingest.* (IngestConfig, same defaults)
+        List<String> filters = channel.getOptionalValue("filters", String.class).map(MqttIngestConnector::split)
+                .orElse(config.filters());
+        int maxInFlight = channel.getOptionalValue("max-in-flight", Integer.class).orElse(config.maxInFlight());
+        long maxInFlightBytes = channel.getOptionalValue("max-in-flight-bytes", Long.class)
+                .orElse(config.maxInFlightBytes());
+        if (active) {
+            inFlight.bounds(maxInFlight, maxInFlightBytes);
+            LOG.infof("Ingest runs on the channels: %s (%s, filters %s, max-in-flight %d / %d bytes)", name, NAME,
+                    filters, maxInFlight, maxInFlightBytes);
+        }
+        Source created = new Source(name, active ? List.copyOf(filters) : List.of());
+        source = created;
+        return created;
+    }
+
+    /** Fails the start when the channels path is chosen but no channel uses this connector: nothing would be read. */
+    void checkWired(@Observes StartupEvent event) {
+        if (active && source == null) {
+            throw new IllegalStateException("gateway.ingest.path=channels, but no mp.messaging.incoming channel uses "
+                    + "connector " + NAME + ": ingest would subscribe to nothing");
+        }
+    }
+
+    private static List<String> split(String value) {
+        List<String> filters = new ArrayList<>();
+        for (String f : value.split(",")) {
+            if (!f.isBlank()) {
+                filters.add(f.trim());
+            }
+        }
+        return filters;
+    }
+
+    @Override
+    public List<String> filters() {
+        Source s = source;
+        return s == null ? List.of() : s.filters;
+    }
+
+    @Override
+    public int inFlight() {
+        return active ? inFlight.count() : 0;
+    }
+
+    @Override
+    public void onMessage(InboundMessage message) {
+        inFlight.take(message);
+        source.emit(new DeviceChannelMessage<>(message, message, this));
+    }
+
+    /** A channel message's ack: the PUBACK, once. */
+    void acked(InboundMessage message) {
+        inFlight.ack(message);
+    }
+
+    /** A channel message's nack: a {@code processing-failed} dead letter, then the PUBACK. */
+    void nacked(InboundMessage message, Throwable reason) {
+        if (nackWarned.compareAndSet(false, true)) {
+            LOG.warnf("A message on the ingest channels was nacked (%s); it is dead-lettered as processing-failed. "
+                    + "Logged once; DEBUG shows every nack", reason == null ? "no cause" : reason.getClass().getName());
+        } else if (LOG.isDebugEnabled()) {
+            LOG.debugf(reason, "Nacked message on %s", message.topic());
+        }
+        writer.processingFailed(message, reason);
+    }
+
+    /**
+     * The channel's publisher: one subscriber, emission serialised. The MQTT event loop emits directly while the demand
+     * is unbounded (what the {@code device-gateway-kafka} sink asks for) and nothing waits; otherwise messages wait in
+     * order in a backlog that whoever adds demand or a message drains.
+     */
+    final class Source implements Flow.Publisher<Message<?>>, Flow.Subscription {
+        final String channel;
+        final List<String> filters;
+        private volatile Flow.Subscriber<? super Message<?>> subscriber;
+        private final AtomicLong requested = new AtomicLong();
+        /** Sticky once the demand reached Long.MAX_VALUE. */
+        private volatile boolean unbounded;
+        /** True while the backlog holds messages or is being drained; the direct path is then closed. */
+        private volatile boolean backlogged;
+        private volatile boolean cancelled;
+        private final ArrayDeque<Message<?>> backlog = new ArrayDeque<>(); // guarded by this
+        private boolean draining; // guarded by this
+
+        Source(String channel, List<String> filters) {
+            this.channel = channel;
+            this.filters = filters;
+        }
+
+        @Override
+        public void subscribe(Flow.Subscriber<? super Message<?>> s) {
+            synchronized (this) {
+                if (subscriber == null) {
+                    subscriber = s;
+                    s.onSubscribe(this);
+                    return;
+                }
+            }
+            s.onSubscribe(new Flow.Subscription() {
+                @Override
+                public void request(long n) {
+                }
+
+                @Override
+                public void cancel() {
+                }
+            });
+            s.onError(new IllegalStateException("channel " + channel + " has a subscriber already"));
+        }
+
+        /** On the MQTT connection's event loop. */
+        void emit(DeviceChannelMessage<InboundMessage> message) {
+            if (cancelled) {
+                inFlight.abandon(message.source); // no PUBACK: the broker redelivers it after a reconnect
+                return;
+            }
+            if (unbounded && !backlogged) {
+                deliver(message);
+                return;
+            }
+            synchronized (this) {
+                backlog.add(message);
+                backlogged = true;
+            }
+            drain();
+        }
+
+        @Override
+        public void request(long n) {
+            if (n <= 0) {
+                cancel();
+                subscriber.onError(new IllegalArgumentException("Reactive Streams §3.9: request " + n));
+                return;
+            }
+            long now = requested.accumulateAndGet(n, (a, b) -> a + b < 0 ? Long.MAX_VALUE : a + b);
+            if (now == Long.MAX_VALUE) {
+                unbounded = true;
+            }
+            if (backlogged) {
+                drain();
+            }
+        }
+
+        @Override
+        public void cancel() {
+            if (!cancelled) {
+                cancelled = true;
+                LOG.infof("Channel %s cancelled; messages not yet settled are left to the broker for redelivery",
+                        channel);
+                List<Message<?>> left;
+                synchronized (this) {
+                    left = new ArrayList<>(backlog);
+                    backlog.clear();
+                }
+                for (Message<?> m : left) {
+                    inFlight.abandon(((DeviceChannelMessage<?>) m).source);
+                }
+            }
+        }
+
+        /** Emits what the demand allows; one drainer at a time, the others leave their work to it. */
+        private void drain() {
+            synchronized (this) {
+                if (draining) {
+                    return;
+                }
+                draining = true;
+            }
+            while (true) {
+                Message<?> next;
+                synchronized (this) {
+                    if (cancelled || backlog.isEmpty() || (!unbounded && requested.get() == 0)) {
+                        if (backlog.isEmpty()) {
+                            backlogged = false; // only now, after the last onNext returned: order is kept
+                        }
+                        draining = false;
+                        return;
+                    }
+                    next = backlog.poll();
+                    if (!unbounded) {
+                        requested.decrementAndGet();
+                    }
+                }
+                deliver(next);
+            }
+        }
+
+        private void deliver(Message<?> message) {
+            try {
+                subscriber.onNext(message);
+            } catch (RuntimeException e) {
+                // a Reactive Streams subscriber must not throw; if one does, this message still gets a defined end
+                nacked(((DeviceChannelMessage<?>) message).source, e);
+            }
+        }
+    }
+}
