@@ -5,7 +5,6 @@ import jakarta.enterprise.context.ApplicationScoped;
 import org.eclipse.microprofile.reactive.messaging.Incoming;
 import org.eclipse.microprofile.reactive.messaging.Message;
 import org.eclipse.microprofile.reactive.messaging.Outgoing;
-import org.jboss.logging.Logger;
 
 import io.devicegateway.platform.mqtt.InboundMessage;
 import io.smallrye.common.annotation.NonBlocking;
@@ -15,12 +14,14 @@ import io.smallrye.mutiny.Multi;
  * The ingest's processing step between the channels {@code device-messages} (MQTT, {@code device-gateway-mqtt}) and
  * {@code device-records} (Kafka, {@code device-gateway-kafka}): {@link IngestPipeline} (validation, envelope, headers,
  * MQTT 5 mapping, sequence, device functions) on each message. The output keeps the input's ack
- * ({@code withPayload}); a message a function dropped is acked and skipped; an unexpected exception nacks the message
- * (a {@code processing-failed} dead letter) and the stream goes on.
+ * ({@code withPayload}); a message a function dropped is acked and skipped; anything thrown here (a device function's
+ * own exceptions are already {@code function-failed} dead letters, so: a VM error, a bug) nacks the message (a
+ * {@code processing-failed} dead letter) and the stream goes on.
  *
  * <p>Stream-shaped on purpose: in this SmallRye version a per-message method ({@code Message<O> m(Message<I>)}) costs a
  * Uni and a Multi per message and a thrown exception fails the whole stream, and a typed parameter
- * ({@code Multi<Message<InboundMessage>>}) adds a Uni-per-message converter step; the wildcard avoids it. Here the
+ * ({@code Multi<Message<InboundMessage>>}) adds a Uni-per-message converter step; the wildcard avoids it (SmallRye
+ * then logs SRMSG00233 "unable to extract the ingested payload type" at build time: expected). Here the
  * method runs once at wiring and each message costs one map and one filter, on the MQTT event loop.
  */
 @ApplicationScoped
@@ -31,7 +32,6 @@ public class IngestChannels {
     /** Processing → Kafka ({@code mp.messaging.outgoing.device-records.*}). */
     public static final String DEVICE_RECORDS = "device-records";
 
-    private static final Logger LOG = Logger.getLogger(IngestChannels.class);
     /** Marks a message that was settled here and is not passed on. */
     private static final Message<?> SKIPPED = Message.of("skipped");
 
@@ -59,8 +59,8 @@ public class IngestChannels {
                 return SKIPPED;
             }
             return message.withPayload(record);
-        } catch (RuntimeException e) {
-            LOG.errorf("Ingest processing failed (%s); nacking the message", e.toString());
+        } catch (Throwable e) {
+            // never let one message fail the stream (Mutiny would end it): this message gets its defined end instead
             message.nack(e);
             return SKIPPED;
         }

@@ -2,6 +2,7 @@ package io.devicegateway.ingest;
 
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 import jakarta.annotation.PreDestroy;
 import jakarta.inject.Singleton;
@@ -37,6 +38,7 @@ public class IngestWriter implements Deduplicator.Sink {
     private final Deduplicator dedup;
     private final InFlight inFlight;
     private final IngestPipeline pipeline;
+    private final AtomicBoolean failureLogged = new AtomicBoolean();
 
     IngestWriter(GatewayKafkaConfig kafkaConfig, IngestMetrics metrics, KafkaWriters writers, Deduplicator dedup,
             InFlight inFlight, IngestPipeline pipeline) {
@@ -105,6 +107,13 @@ public class IngestWriter implements Deduplicator.Sink {
     void processingFailed(InboundMessage message, Throwable cause) {
         if (message.settled()) {
             return;
+        }
+        if (failureLogged.compareAndSet(false, true)) {
+            LOG.errorf(cause, "Ingest processing failed on a message (a nack, or an error outside any device function); "
+                    + "it is dead-lettered as processing-failed. Logged once with its stack trace; DEBUG on %s shows "
+                    + "every one", IngestWriter.class.getName());
+        } else if (LOG.isDebugEnabled()) {
+            LOG.debugf(cause, "Ingest processing failed on a message on %s", message.topic());
         }
         DeviceRecord dead = pipeline.deadLetter(message, RejectReason.PROCESSING_FAILED.code());
         dead.headers.add(Envelopes.HEADER_ERROR, (cause == null ? "unknown" : cause.getClass().getName())

@@ -64,9 +64,7 @@ public class KafkaIngestConnector implements OutboundConnector {
             try {
                 writer.write(record);
             } catch (RuntimeException e) {
-                LOG.errorf("Writing a record of channel %s failed (%s); dead-lettering its message", channel,
-                        e.toString());
-                writer.processingFailed(record.source, e);
+                writer.processingFailed(record.source, e); // logged there
             }
         }
 

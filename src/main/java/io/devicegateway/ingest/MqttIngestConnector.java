@@ -4,7 +4,6 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Flow;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 import jakarta.enterprise.event.Observes;
@@ -55,7 +54,6 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
     private final InFlight inFlight;
     private final IngestWriter writer;
     private final boolean active;
-    private final AtomicBoolean nackWarned = new AtomicBoolean();
     private volatile Source source;
 
     MqttIngestConnector(IngestConfig config, InFlight inFlight, IngestWriter writer) {
@@ -130,12 +128,6 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
 
     /** A channel message's nack: a {@code processing-failed} dead letter, then the PUBACK. */
     void nacked(InboundMessage message, Throwable reason) {
-        if (nackWarned.compareAndSet(false, true)) {
-            LOG.warnf("A message on the ingest channels was nacked (%s); it is dead-lettered as processing-failed. "
-                    + "Logged once; DEBUG shows every nack", reason == null ? "no cause" : reason.getClass().getName());
-        } else if (LOG.isDebugEnabled()) {
-            LOG.debugf(reason, "Nacked message on %s", message.topic());
-        }
         writer.processingFailed(message, reason);
     }
 

@@ -57,8 +57,8 @@ public class TelemetryIngest implements MqttSubscription {
             } else {
                 writer.write(record);
             }
-        } catch (RuntimeException e) {
-            LOG.errorf("Ingest failed on a message on %s (%s); dead-lettering it", message.topic(), e.toString());
+        } catch (Throwable e) {
+            // as the channels' nack: a processing-failed dead letter, and the next message goes on
             writer.processingFailed(message, e);
         }
     }
