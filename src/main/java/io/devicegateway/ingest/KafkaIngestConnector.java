@@ -29,9 +29,15 @@ public class KafkaIngestConnector implements OutboundConnector {
     private static final Logger LOG = Logger.getLogger(KafkaIngestConnector.class);
 
     private final IngestWriter writer;
+    private volatile String terminated;
 
     KafkaIngestConnector(IngestWriter writer) {
         this.writer = writer;
+    }
+
+    /** Why a channel into this connector ended (failed or completed), or null while none has. */
+    String terminated() {
+        return terminated;
     }
 
     @Override
@@ -71,12 +77,14 @@ public class KafkaIngestConnector implements OutboundConnector {
         @Override
         public void onError(Throwable failure) {
             // the processing step catches everything per message, so this is a bug or a user's wiring: say so loudly
-            LOG.errorf(failure, "Channel %s failed; ingest stops until the gateway restarts (unacknowledged messages "
-                    + "stay with the broker)", channel);
+            terminated = "channel " + channel + " failed: " + failure.getClass().getName();
+            LOG.errorf(failure, "Channel %s failed; liveness turns DOWN so the pod is restarted (unacknowledged "
+                    + "messages stay with the broker)", channel);
         }
 
         @Override
         public void onComplete() {
+            terminated = "channel " + channel + " completed";
             LOG.infof("Channel %s completed", channel);
         }
     }

@@ -121,6 +121,12 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
         source.emit(new DeviceChannelMessage<>(message, message, this));
     }
 
+    /** Why the ingest channel no longer takes messages (cancelled downstream), or null while it does. */
+    String terminated() {
+        Source s = source;
+        return active && s != null && s.cancelled ? "channel " + s.channel + " was cancelled" : null;
+    }
+
     /** A channel message's ack: the PUBACK, once. */
     void acked(InboundMessage message) {
         inFlight.ack(message);
