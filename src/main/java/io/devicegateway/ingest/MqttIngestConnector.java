@@ -1,10 +1,8 @@
 package io.devicegateway.ingest;
 
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Flow;
-import java.util.concurrent.atomic.AtomicLong;
 
 import jakarta.enterprise.event.Observes;
 import jakarta.inject.Singleton;
@@ -54,7 +52,7 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
     private final InFlight inFlight;
     private final IngestWriter writer;
     private final boolean active;
-    private volatile Source source;
+    private volatile MqttChannelSource source;
 
     MqttIngestConnector(IngestConfig config, InFlight inFlight, IngestWriter writer) {
         this.config = config;
@@ -67,7 +65,7 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
     public Flow.Publisher<? extends Message<?>> getPublisher(Config channel) {
         String name = channel.getOptionalValue("channel-name", String.class).orElse("?");
         if (source != null) {
-            throw new IllegalStateException("connector " + NAME + " serves one incoming channel (" + source.channel
+            throw new IllegalStateException("connector " + NAME + " serves one incoming channel (" + source.channel()
                     + "); channel " + name + " cannot use it too");
         }
         // an attribute set on the channel wins; else its alias gateway.ingest.* (IngestConfig, same defaults)
@@ -81,7 +79,8 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
             LOG.infof("Ingest runs on the channels: %s (%s, filters %s, max-in-flight %d / %d bytes)", name, NAME,
                     filters, maxInFlight, maxInFlightBytes);
         }
-        Source created = new Source(name, active ? List.copyOf(filters) : List.of());
+        MqttChannelSource created = new MqttChannelSource(name, active ? List.copyOf(filters) : List.of(),
+                inFlight::abandon, this::nacked);
         source = created;
         return created;
     }
@@ -106,8 +105,8 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
 
     @Override
     public List<String> filters() {
-        Source s = source;
-        return s == null ? List.of() : s.filters;
+        MqttChannelSource s = source;
+        return s == null ? List.of() : s.filters();
     }
 
     @Override
@@ -123,8 +122,8 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
 
     /** Why the ingest channel no longer takes messages (cancelled downstream), or null while it does. */
     String terminated() {
-        Source s = source;
-        return active && s != null && s.cancelled ? "channel " + s.channel + " was cancelled" : null;
+        MqttChannelSource s = source;
+        return active && s != null && s.cancelled() ? "channel " + s.channel() + " was cancelled" : null;
     }
 
     /** A channel message's ack: the PUBACK, once. */
@@ -135,136 +134,5 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
     /** A channel message's nack: a {@code processing-failed} dead letter, then the PUBACK. */
     void nacked(InboundMessage message, Throwable reason) {
         writer.processingFailed(message, reason);
-    }
-
-    /**
-     * The channel's publisher: one subscriber, emission serialised. The MQTT event loop emits directly while the demand
-     * is unbounded (what the {@code device-gateway-kafka} sink asks for) and nothing waits; otherwise messages wait in
-     * order in a backlog that whoever adds demand or a message drains.
-     */
-    final class Source implements Flow.Publisher<Message<?>>, Flow.Subscription {
-        final String channel;
-        final List<String> filters;
-        private volatile Flow.Subscriber<? super Message<?>> subscriber;
-        private final AtomicLong requested = new AtomicLong();
-        /** Sticky once the demand reached Long.MAX_VALUE. */
-        private volatile boolean unbounded;
-        /** True while the backlog holds messages or is being drained; the direct path is then closed. */
-        private volatile boolean backlogged;
-        private volatile boolean cancelled;
-        private final ArrayDeque<Message<?>> backlog = new ArrayDeque<>(); // guarded by this
-        private boolean draining; // guarded by this
-
-        Source(String channel, List<String> filters) {
-            this.channel = channel;
-            this.filters = filters;
-        }
-
-        @Override
-        public void subscribe(Flow.Subscriber<? super Message<?>> s) {
-            synchronized (this) {
-                if (subscriber == null) {
-                    subscriber = s;
-                    s.onSubscribe(this);
-                    return;
-                }
-            }
-            s.onSubscribe(new Flow.Subscription() {
-                @Override
-                public void request(long n) {
-                }
-
-                @Override
-                public void cancel() {
-                }
-            });
-            s.onError(new IllegalStateException("channel " + channel + " has a subscriber already"));
-        }
-
-        /** On the MQTT connection's event loop. */
-        void emit(DeviceChannelMessage<InboundMessage> message) {
-            if (cancelled) {
-                inFlight.abandon(message.source); // no PUBACK: the broker redelivers it after a reconnect
-                return;
-            }
-            if (unbounded && !backlogged) {
-                deliver(message);
-                return;
-            }
-            synchronized (this) {
-                backlog.add(message);
-                backlogged = true;
-            }
-            drain();
-        }
-
-        @Override
-        public void request(long n) {
-            if (n <= 0) {
-                cancel();
-                subscriber.onError(new IllegalArgumentException("Reactive Streams §3.9: request " + n));
-                return;
-            }
-            long now = requested.accumulateAndGet(n, (a, b) -> a + b < 0 ? Long.MAX_VALUE : a + b);
-            if (now == Long.MAX_VALUE) {
-                unbounded = true;
-            }
-            if (backlogged) {
-                drain();
-            }
-        }
-
-        @Override
-        public void cancel() {
-            if (!cancelled) {
-                cancelled = true;
-                LOG.infof("Channel %s cancelled; messages not yet settled are left to the broker for redelivery",
-                        channel);
-                List<Message<?>> left;
-                synchronized (this) {
-                    left = new ArrayList<>(backlog);
-                    backlog.clear();
-                }
-                for (Message<?> m : left) {
-                    inFlight.abandon(((DeviceChannelMessage<?>) m).source);
-                }
-            }
-        }
-
-        /** Emits what the demand allows; one drainer at a time, the others leave their work to it. */
-        private void drain() {
-            synchronized (this) {
-                if (draining) {
-                    return;
-                }
-                draining = true;
-            }
-            while (true) {
-                Message<?> next;
-                synchronized (this) {
-                    if (cancelled || backlog.isEmpty() || (!unbounded && requested.get() == 0)) {
-                        if (backlog.isEmpty()) {
-                            backlogged = false; // only now, after the last onNext returned: order is kept
-                        }
-                        draining = false;
-                        return;
-                    }
-                    next = backlog.poll();
-                    if (!unbounded) {
-                        requested.decrementAndGet();
-                    }
-                }
-                deliver(next);
-            }
-        }
-
-        private void deliver(Message<?> message) {
-            try {
-                subscriber.onNext(message);
-            } catch (RuntimeException e) {
-                // a Reactive Streams subscriber must not throw; if one does, this message still gets a defined end
-                nacked(((DeviceChannelMessage<?>) message).source, e);
-            }
-        }
     }
 }
