@@ -19,7 +19,8 @@ import io.smallrye.mutiny.Multi;
  * {@code processing-failed} dead letter) and the stream goes on.
  *
  * <p>Stream-shaped on purpose: in this SmallRye version a per-message method ({@code Message<O> m(Message<I>)}) costs a
- * Uni and a Multi per message and a thrown exception fails the whole stream, and a typed parameter
+ * Uni and a Multi per message, a thrown exception fails the whole stream, and a null return skips the message without
+ * acking it (the MANUAL strategy of message methods; only post-processing acks a skipped one); and a typed parameter
  * ({@code Multi<Message<InboundMessage>>}) adds a Uni-per-message converter step; the wildcard avoids it (SmallRye
  * then logs SRMSG00233 "unable to extract the ingested payload type" at build time: expected). Here the
  * method runs once at wiring and each message costs one map and one filter, on the MQTT event loop.
