@@ -10,7 +10,7 @@ import io.devicegateway.contract.DeviceTopic;
 import io.devicegateway.contract.RejectReason;
 import io.devicegateway.contract.TopicKind;
 import io.devicegateway.ingest.IngestConfig;
-import io.devicegateway.ingest.TelemetryIngest;
+import io.devicegateway.ingest.IngestWriter;
 import io.devicegateway.platform.mqtt.InboundMessage;
 import io.devicegateway.platform.mqtt.MqttConfig;
 import io.devicegateway.platform.mqtt.MqttConnection;
@@ -85,11 +85,11 @@ public class ResponseWaiters implements MqttSubscription {
     private final RedisCalls redis;
     private final RedisKeys keys;
     private final CommandResults results;
-    private final TelemetryIngest ingest;
+    private final IngestWriter ingest;
     private final MqttConnection connection;
 
     ResponseWaiters(CommandConfig config, MqttConfig mqtt, IngestConfig ingestConfig, Vertx vertx, RedisCalls redis,
-            RedisKeys keys, CommandResults results, TelemetryIngest ingest, MqttConnection connection) {
+            RedisKeys keys, CommandResults results, IngestWriter ingest, MqttConnection connection) {
         int largest = Math.max(config.maxResponseBytes(), ingestConfig.maxPayloadBytes());
         if ((long) largest + PACKET_HEADROOM > mqtt.maxPacketSize()) {
             // otherwise the broker would drop (for the gateway) messages that should have been accepted or dead-lettered

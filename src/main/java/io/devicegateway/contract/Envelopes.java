@@ -28,6 +28,10 @@ public final class Envelopes {
     public static final String HEADER_SEQUENCE_EPOCH = "sequence-epoch";
     /** Set when a numbered message was written without the duplicate check: {@code unchecked}, {@code beyond-window}. */
     public static final String HEADER_DEDUP = "dedup";
+    /** On a dead letter a device function caused: the function's name. */
+    public static final String HEADER_FUNCTION = "function";
+    /** On a {@code function-failed} or {@code processing-failed} dead letter: the exception's class name. */
+    public static final String HEADER_ERROR = "error";
 
     private Envelopes() {
     }

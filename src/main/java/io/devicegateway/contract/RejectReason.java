@@ -27,7 +27,14 @@ public enum RejectReason {
     /** A response payload larger than {@code gateway.commands.max-response-bytes}. */
     RESPONSE_TOO_LARGE("response-too-large"),
     /** Kafka refused the record for good (e.g. larger than the broker's message.max.bytes). */
-    KAFKA_REJECTED("kafka-rejected");
+    KAFKA_REJECTED("kafka-rejected"),
+    /** A device function threw (or returned no outcome); headers {@code function} and {@code error} say which and what. */
+    FUNCTION_FAILED("function-failed"),
+    /**
+     * A channel step nacked the message (README: Ingest channels): header {@code error} names the cause's class. The
+     * message is acknowledged once this dead letter is in Kafka.
+     */
+    PROCESSING_FAILED("processing-failed");
 
     private final String code;
 

@@ -3,15 +3,14 @@ package io.devicegateway.ingest;
 import java.time.Duration;
 import java.util.EnumMap;
 import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicInteger;
 
 import jakarta.inject.Singleton;
 
 import io.devicegateway.contract.RejectReason;
 import io.devicegateway.v1.MessageKind;
 import io.micrometer.core.instrument.Counter;
-import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 
@@ -20,22 +19,21 @@ import io.micrometer.core.instrument.Timer;
 public class IngestMetrics {
 
     private final Map<MessageKind, Counter> ingested = new EnumMap<>(MessageKind.class);
-    private final Map<RejectReason, Counter> deadLetters = new EnumMap<>(RejectReason.class);
+    /** Every reason by code: the gateway's own (registered up front) and those device functions give. */
+    private final Map<String, Counter> deadLettersByCode = new ConcurrentHashMap<>();
+    private final MeterRegistry registry;
     private final Timer latency;
     private final Counter kafkaRetries;
-    final AtomicInteger inFlight = new AtomicInteger();
-    final java.util.concurrent.atomic.AtomicLong inFlightBytes = new java.util.concurrent.atomic.AtomicLong();
 
     IngestMetrics(MeterRegistry registry) {
+        this.registry = registry;
         for (MessageKind kind : new MessageKind[] { MessageKind.TELEMETRY, MessageKind.EVENT }) {
             ingested.put(kind, Counter.builder("gateway.ingest.messages")
                     .description("Device messages written to Kafka and acknowledged to the broker")
                     .tag("kind", kind == MessageKind.TELEMETRY ? "telemetry" : "events").register(registry));
         }
         for (RejectReason reason : RejectReason.values()) {
-            deadLetters.put(reason, Counter.builder("gateway.ingest.dead.letters")
-                    .description("Rejected device messages written to the dead-letter topic")
-                    .tag("reason", reason.code()).register(registry));
+            deadLettersByCode.put(reason.code(), deadLetterCounter(reason.code()));
         }
         latency = Timer.builder("gateway.ingest.latency")
                 .description("Time from MQTT receipt to Kafka acknowledgement")
@@ -44,10 +42,6 @@ public class IngestMetrics {
                 .register(registry);
         kafkaRetries = Counter.builder("gateway.ingest.kafka.retries")
                 .description("Records re-sent after Kafka refused or timed out a write").register(registry);
-        Gauge.builder("gateway.ingest.in.flight", inFlight, AtomicInteger::get)
-                .description("Messages received from MQTT and not yet acknowledged by Kafka").register(registry);
-        Gauge.builder("gateway.ingest.in.flight.bytes", inFlightBytes, java.util.concurrent.atomic.AtomicLong::get)
-                .description("Payload bytes of the messages in flight").register(registry);
     }
 
     void ingested(MessageKind kind, long receivedAtNanos) {
@@ -55,8 +49,19 @@ public class IngestMetrics {
         latency.record(System.nanoTime() - receivedAtNanos, TimeUnit.NANOSECONDS);
     }
 
-    void deadLettered(RejectReason reason) {
-        deadLetters.get(reason).increment();
+    /** By code: a device function's own reasons are registered on first use (their set is the function's). */
+    void deadLettered(String code) {
+        Counter counter = deadLettersByCode.get(code);
+        if (counter == null) {
+            counter = deadLettersByCode.computeIfAbsent(code, this::deadLetterCounter);
+        }
+        counter.increment();
+    }
+
+    private Counter deadLetterCounter(String code) {
+        return Counter.builder("gateway.ingest.dead.letters")
+                .description("Rejected device messages written to the dead-letter topic")
+                .tag("reason", code).register(registry);
     }
 
     void retried() {

@@ -14,7 +14,7 @@ import org.jboss.logging.Logger;
 import io.devicegateway.contract.DeviceTopic;
 import io.devicegateway.contract.RejectReason;
 import io.devicegateway.contract.TopicKind;
-import io.devicegateway.ingest.TelemetryIngest;
+import io.devicegateway.ingest.IngestWriter;
 import io.devicegateway.platform.kafka.GatewayKafkaConfig;
 import io.devicegateway.platform.kafka.KafkaWriters;
 import io.devicegateway.platform.kafka.OrderedKafkaWriter;
@@ -36,14 +36,14 @@ public class PresenceTracker implements MqttSubscription {
 
     private final SessionConfig config;
     private final SessionStore store;
-    private final TelemetryIngest ingest;
+    private final IngestWriter ingest;
     private final MqttConnection connection;
     private final OrderedKafkaWriter kafka;
     private final String presenceTopic;
     private static final String PAUSE_HOLDER = "presence";
     private final PresenceClock clock = new PresenceClock();
 
-    PresenceTracker(SessionConfig config, SessionStore store, TelemetryIngest ingest, MqttConnection connection,
+    PresenceTracker(SessionConfig config, SessionStore store, IngestWriter ingest, MqttConnection connection,
             KafkaWriters writers, GatewayKafkaConfig kafkaConfig) {
         this.config = config;
         this.store = store;

@@ -23,6 +23,10 @@ public final class InboundMessage {
     private final MqttProperties properties;
     private final long receivedAtNanos = System.nanoTime();
     private final long receivedAtMillis = System.currentTimeMillis();
+    /** 0 until {@link #settle()} first succeeds (a field updater: no allocation per message). */
+    private volatile int settled;
+    private static final java.util.concurrent.atomic.AtomicIntegerFieldUpdater<InboundMessage> SETTLED =
+            java.util.concurrent.atomic.AtomicIntegerFieldUpdater.newUpdater(InboundMessage.class, "settled");
 
     InboundMessage(MqttLink link, String topic, byte[] payload, int qos, int packetId, boolean duplicate,
             boolean retained, MqttProperties properties) {
@@ -138,5 +142,18 @@ public final class InboundMessage {
      */
     public void ack() {
         link.ack(packetId, qos);
+    }
+
+    /**
+     * True exactly once: for the one owner that finishes this message (acknowledges it, or gives it up for
+     * redelivery). Guards the PUBACK and the in-flight count against a second ack or nack of the same message.
+     */
+    public boolean settle() {
+        return SETTLED.compareAndSet(this, 0, 1);
+    }
+
+    /** Whether {@link #settle()} has succeeded. */
+    public boolean settled() {
+        return settled != 0;
     }
 }

@@ -18,6 +18,7 @@ import java.util.concurrent.locks.LockSupport;
 import jakarta.annotation.Priority;
 import jakarta.inject.Singleton;
 import jakarta.enterprise.event.Observes;
+import jakarta.enterprise.inject.Any;
 import jakarta.enterprise.inject.Instance;
 
 import org.eclipse.microprofile.config.inject.ConfigProperty;
@@ -94,7 +95,7 @@ public class MqttConnection {
     /** Who holds reads paused; changed on the event loop only. */
     private final java.util.Set<String> pausedBy = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
-    MqttConnection(Vertx vertx, MqttConfig config, Instance<MqttSubscription> subscriptions,
+    MqttConnection(Vertx vertx, MqttConfig config, @Any Instance<MqttSubscription> subscriptions,
             Instance<TlsConfigurationRegistry> tlsRegistry, Instance<Redis> redis, MeterRegistry registry,
             @ConfigProperty(name = "quarkus.http.port", defaultValue = "8080") int httpPort,
             @ConfigProperty(name = "gateway.sessions.key-prefix", defaultValue = "dgw:") String redisKeyPrefix) {
@@ -178,7 +179,9 @@ public class MqttConnection {
     }
 
     void start(@Observes @Priority(Integer.MAX_VALUE) StartupEvent event) {
-        // collected here, not in the constructor: subscribers inject this connection themselves
+        // collected here, not in the constructor: subscribers inject this connection themselves. By now SmallRye has
+        // wired the channels (its StartupEvent observer runs at LIBRARY_BEFORE), so the ingest connector knows its
+        // filters. @Any: that connector is qualified @Connector, so it is not a @Default bean
         subscriptionBeans.forEach(subscriptions::add);
         for (MqttSubscription s : subscriptions) {
             for (String filter : s.filters()) {

@@ -1,0 +1,69 @@
+package io.devicegateway.ingest;
+
+import jakarta.enterprise.context.ApplicationScoped;
+
+import org.eclipse.microprofile.reactive.messaging.Incoming;
+import org.eclipse.microprofile.reactive.messaging.Message;
+import org.eclipse.microprofile.reactive.messaging.Outgoing;
+
+import io.devicegateway.platform.mqtt.InboundMessage;
+import io.smallrye.common.annotation.NonBlocking;
+import io.smallrye.mutiny.Multi;
+
+/**
+ * The ingest's processing step between the channels {@code device-messages} (MQTT, {@code device-gateway-mqtt}) and
+ * {@code device-records} (Kafka, {@code device-gateway-kafka}): {@link IngestPipeline} (validation, envelope, headers,
+ * MQTT 5 mapping, sequence, device functions) on each message. The output keeps the input's ack
+ * ({@code withPayload}); a message a function dropped is acked and skipped; anything thrown here (a device function's
+ * own exceptions are already {@code function-failed} dead letters, so: a VM error, a bug) nacks the message (a
+ * {@code processing-failed} dead letter) and the stream goes on.
+ *
+ * <p>Stream-shaped on purpose: in this SmallRye version a per-message method ({@code Message<O> m(Message<I>)}) costs a
+ * Uni and a Multi per message, a thrown exception fails the whole stream, and a null return skips the message without
+ * acking it (the MANUAL strategy of message methods; only post-processing acks a skipped one); and a typed parameter
+ * ({@code Multi<Message<InboundMessage>>}) adds a Uni-per-message converter step; the wildcard avoids it (SmallRye
+ * then logs SRMSG00233 "unable to extract the ingested payload type" at build time: expected). Here the
+ * method runs once at wiring and each message costs one map and one filter, on the MQTT event loop.
+ */
+@ApplicationScoped
+public class IngestChannels {
+
+    /** MQTT → processing ({@code mp.messaging.incoming.device-messages.*}). */
+    public static final String DEVICE_MESSAGES = "device-messages";
+    /** Processing → Kafka ({@code mp.messaging.outgoing.device-records.*}). */
+    public static final String DEVICE_RECORDS = "device-records";
+
+    /** Marks a message that was settled here and is not passed on. */
+    private static final Message<?> SKIPPED = Message.of("skipped");
+
+    private final IngestPipeline pipeline;
+
+    IngestChannels(IngestPipeline pipeline) {
+        this.pipeline = pipeline;
+    }
+
+    @Incoming(DEVICE_MESSAGES)
+    @Outgoing(DEVICE_RECORDS)
+    @NonBlocking
+    public Multi<Message<?>> process(Multi<Message<?>> messages) {
+        return messages.map(this::step).select().where(m -> m != SKIPPED);
+    }
+
+    private Message<?> step(Message<?> message) {
+        try {
+            if (!(message.getPayload() instanceof InboundMessage inbound)) {
+                throw new IllegalArgumentException("channel " + DEVICE_MESSAGES + " carries InboundMessage payloads");
+            }
+            DeviceRecord record = pipeline.process(inbound);
+            if (record == null) {
+                message.ack(); // dropped by a device function
+                return SKIPPED;
+            }
+            return message.withPayload(record);
+        } catch (Throwable e) {
+            // never let one message fail the stream (Mutiny would end it): this message gets its defined end instead
+            message.nack(e);
+            return SKIPPED;
+        }
+    }
+}

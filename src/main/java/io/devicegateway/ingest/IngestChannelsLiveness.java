@@ -1,0 +1,42 @@
+package io.devicegateway.ingest;
+
+import jakarta.enterprise.context.ApplicationScoped;
+
+import org.eclipse.microprofile.health.HealthCheck;
+import org.eclipse.microprofile.health.HealthCheckResponse;
+import org.eclipse.microprofile.health.Liveness;
+import org.eclipse.microprofile.reactive.messaging.spi.Connector;
+
+/**
+ * DOWN once an ingest channel has ended (a failure that escaped every per-message guard, or a cancellation): the
+ * stream cannot be resubscribed, every later message would wait unacknowledged at the in-flight bound, and readiness
+ * would not help (the broker, not Kubernetes, routes MQTT traffic). A restart lets the broker redeliver.
+ */
+@Liveness
+@ApplicationScoped
+public class IngestChannelsLiveness implements HealthCheck {
+
+    private final MqttIngestConnector inbound;
+    private final KafkaIngestConnector outbound;
+    private final boolean channels;
+
+    IngestChannelsLiveness(@Connector(MqttIngestConnector.NAME) MqttIngestConnector inbound,
+            @Connector(KafkaIngestConnector.NAME) KafkaIngestConnector outbound, IngestConfig config) {
+        this.inbound = inbound;
+        this.outbound = outbound;
+        this.channels = config.path() == IngestConfig.Path.CHANNELS;
+    }
+
+    @Override
+    public HealthCheckResponse call() {
+        var response = HealthCheckResponse.named("ingest-channels");
+        if (!channels) {
+            return response.up().withData("path", "direct").build();
+        }
+        String why = inbound.terminated();
+        if (why == null) {
+            why = outbound.terminated();
+        }
+        return why == null ? response.up().build() : response.down().withData("error", why).build();
+    }
+}
