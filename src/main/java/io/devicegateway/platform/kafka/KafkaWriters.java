@@ -45,13 +45,36 @@ public class KafkaWriters {
         defaults.put(ProducerConfig.BATCH_SIZE_CONFIG, "131072");
         defaults.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, Integer.toString(Integer.MAX_VALUE));
         defaults.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "5000");
+        // no JMX MBeans for the client's metrics: nobody reads JMX in a pod, and registering them costs CPU at every
+        // start and memory per topic and node (kafka.metric.reporters overrides)
+        defaults.put(ProducerConfig.METRIC_REPORTER_CLASSES_CONFIG, "");
+        // nor client metrics pushed to the broker (KIP-714): one more request per client and its classes at start
+        defaults.put(ProducerConfig.ENABLE_METRICS_PUSH_CONFIG, "false");
         return defaults;
     }
 
     /**
+     * A writer whose producer is built at once on its own thread (the caller never waits for it), which then fetches
+     * the metadata of the ingest topics: for the writer needed from the first message on (ingest). Its first answer
+     * from Kafka is what readiness waits for at startup ({@link #lastAnswerMillis()}).
+     *
      * @param onRetry called once per in-place retry (Kafka not accepting writes), for the capability's own metrics
      */
     public OrderedKafkaWriter create(String name, Runnable onRetry) {
+        return create(name, onRetry, OrderedKafkaWriter.Start.BACKGROUND,
+                List.of(config.topics().telemetry(), config.topics().events()));
+    }
+
+    /**
+     * @param start {@link OrderedKafkaWriter.Start#FIRST_RECORD} for a writer that may stay unused for long (command
+     *              results, registry changes): no thread, producer or broker connection until its first record
+     */
+    public OrderedKafkaWriter create(String name, Runnable onRetry, OrderedKafkaWriter.Start start) {
+        return create(name, onRetry, start, List.of());
+    }
+
+    private OrderedKafkaWriter create(String name, Runnable onRetry, OrderedKafkaWriter.Start start,
+            List<String> warmUpTopics) {
         Map<String, Object> producer = defaults();
         kafkaConfig.forEach((k, v) -> {
             if (ProducerConfig.configNames().contains(k)) {
@@ -60,6 +83,11 @@ public class KafkaWriters {
         });
         producer.putAll(config.producer());
         producer.put(ProducerConfig.CLIENT_ID_CONFIG, "device-gateway-" + name);
+        // a wrong setting still stops the start here, although the producer itself is made later on its own thread
+        Map<String, Object> check = new HashMap<>(producer);
+        check.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class);
+        check.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        new ProducerConfig(check);
         Counter retries = counter("gateway.kafka.writer.retries", name,
                 "Sends retried in place because Kafka was not accepting writes");
         Counter refusals = counter("gateway.kafka.writer.refusals", name,
@@ -84,7 +112,7 @@ public class KafkaWriters {
                     public void producerReplaced(Exception cause) {
                         replaced.increment();
                     }
-                }, config.writer().maxPending(), config.writer().maxPendingBytes());
+                }, config.writer().maxPending(), config.writer().maxPendingBytes(), start, warmUpTopics);
         Gauge.builder("gateway.kafka.writer.pending", writer, OrderedKafkaWriter::pending).tag("writer", name)
                 .description("Records handed to the writer and not yet written (or refused for size)")
                 .register(registry);
@@ -108,6 +136,15 @@ public class KafkaWriters {
             v = kafkaConfig.get(ProducerConfig.BATCH_SIZE_CONFIG);
         }
         return Integer.parseInt(String.valueOf(v == null ? defaults().get(ProducerConfig.BATCH_SIZE_CONFIG) : v));
+    }
+
+    /** When Kafka last answered any writer (a record written, or the ingest writer's start), epoch millis; 0 = never. */
+    public long lastAnswerMillis() {
+        long last = 0;
+        for (OrderedKafkaWriter writer : writers) {
+            last = Math.max(last, writer.lastAnswerMillis());
+        }
+        return last;
     }
 
     /** Every writer made so far (for readiness). */
