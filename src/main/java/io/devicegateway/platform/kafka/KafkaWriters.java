@@ -41,7 +41,9 @@ public class KafkaWriters {
         defaults.put(ProducerConfig.ACKS_CONFIG, "all");
         defaults.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
         defaults.put(ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, "5");
-        defaults.put(ProducerConfig.LINGER_MS_CONFIG, "2");
+        // the writer already collects records while they keep coming (gateway.kafka.writer.linger); 1 ms lets the
+        // producer put each handful it hands over into one request
+        defaults.put(ProducerConfig.LINGER_MS_CONFIG, "1");
         defaults.put(ProducerConfig.BATCH_SIZE_CONFIG, "131072");
         defaults.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, Integer.toString(Integer.MAX_VALUE));
         defaults.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "5000");
@@ -113,6 +115,7 @@ public class KafkaWriters {
                         replaced.increment();
                     }
                 }, config.writer().maxPending(), config.writer().maxPendingBytes(), start, warmUpTopics);
+        writer.linger(config.writer().linger());
         Gauge.builder("gateway.kafka.writer.pending", writer, OrderedKafkaWriter::pending).tag("writer", name)
                 .description("Records handed to the writer and not yet written (or refused for size)")
                 .register(registry);
