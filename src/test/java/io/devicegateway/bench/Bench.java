@@ -160,6 +160,7 @@ public final class Bench {
                     }
                 }
                 printTable(results);
+                memoryBreakdown(gateway);
                 runSendEvent(servers, gateway, scale, only);
             }
             runDedup(servers, config, scale, only);
@@ -259,6 +260,24 @@ public final class Bench {
                 gatewayCpu, kafkaCpu, requests);
         System.out.printf(Locale.ROOT, "%nidle %d s after ready: gateway RSS %d MiB, gateway CPU %.2f %% of a core, "
                 + "Kafka CPU %.2f %%, %d produce requests%n", seconds, rss, gatewayCpu, kafkaCpu, requests);
+    }
+
+    /** What holds the gateway's memory after the scenarios, from its own JVM meters: evidence for the footprint. */
+    private static void memoryBreakdown(GatewayProcess gateway) {
+        String metrics = gateway.metrics();
+        StringBuilder line = new StringBuilder();
+        for (String raw : metrics.split("\n")) {
+            if ((raw.startsWith("jvm_memory_used_bytes{") || raw.startsWith("jvm_memory_committed_bytes{"))
+                    && !raw.contains("} 0.0")) {
+                String id = raw.replaceAll(".*id=\"([^\"]*)\".*", "$1");
+                String what = raw.startsWith("jvm_memory_used") ? "used" : "committed";
+                double mib = Double.parseDouble(raw.substring(raw.lastIndexOf(' ') + 1)) / (1024 * 1024);
+                line.append(String.format(Locale.ROOT, "%s %s %.1f MiB; ", id, what, mib));
+            }
+        }
+        System.out.printf(Locale.ROOT, "%ngateway memory after the scenarios: RSS %d MiB; %sthreads %.0f, classes %.0f%n",
+                LocalServers.rssMiB(gateway.pid()), line, gateway.metric("jvm_threads_live_threads"),
+                gateway.metric("jvm_classes_loaded_classes"));
     }
 
     private static void runSendEvent(LocalServers servers, GatewayProcess gateway, double scale, Set<String> only) {

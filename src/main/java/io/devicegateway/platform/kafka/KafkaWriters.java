@@ -47,6 +47,10 @@ public class KafkaWriters {
         defaults.put(ProducerConfig.BATCH_SIZE_CONFIG, "131072");
         defaults.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, Integer.toString(Integer.MAX_VALUE));
         defaults.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "5000");
+        // the writers bound what they hold themselves (gateway.ingest.max-in-flight*, gateway.kafka.writer.max-pending*);
+        // the producer keeps freed batch buffers pooled up to buffer.memory, so 32 MiB each would stay on the heap
+        // after a burst: 8 MiB is hundreds of batches in flight (a full buffer makes send wait, retried in place)
+        defaults.put(ProducerConfig.BUFFER_MEMORY_CONFIG, Integer.toString(8 * 1024 * 1024));
         // no JMX MBeans for the client's metrics: nobody reads JMX in a pod, and registering them costs CPU at every
         // start and memory per topic and node (kafka.metric.reporters overrides)
         defaults.put(ProducerConfig.METRIC_REPORTER_CLASSES_CONFIG, "");
