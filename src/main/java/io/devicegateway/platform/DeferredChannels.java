@@ -15,8 +15,8 @@ import io.vertx.core.Vertx;
 
 /**
  * Starts the incoming channels that can wait (configured {@code pausable=true}, {@code pausable.initially-paused=true},
- * {@code pausable.late-subscription=true}, {@code lazy-client=true}) once the gateway is ready: MQTT subscribed and
- * Kafka answering. Until then such a channel has no Kafka consumer at all, so its client setup and group join stay
+ * {@code pausable.late-subscription=true}, {@code lazy-client=true}) a second after the gateway is ready: MQTT
+ * subscribed and Kafka answering. Until then such a channel has no Kafka consumer at all, so its client setup and group join stay
  * off the startup path, and a command read from Kafka can never fail only because MQTT is not connected yet.
  */
 @ApplicationScoped
@@ -24,6 +24,8 @@ public class DeferredChannels {
 
     private static final Logger LOG = Logger.getLogger(DeferredChannels.class);
     private static final long POLL_MILLIS = 50;
+    /** After ready: the first messages' path (class loading, JIT, Kafka warm-up) gets the CPU first. */
+    private static final long AFTER_READY_MILLIS = 1_000;
 
     private final ChannelRegistry channels;
     private final MqttConnection mqtt;
@@ -42,8 +44,10 @@ public class DeferredChannels {
         timer = vertx.setPeriodic(POLL_MILLIS, id -> {
             if (mqtt.ready() && kafka.reachable()) {
                 vertx.cancelTimer(id);
-                timer = -1;
-                resumeAll();
+                timer = vertx.setTimer(AFTER_READY_MILLIS, later -> {
+                    timer = -1;
+                    resumeAll();
+                });
             }
         });
     }

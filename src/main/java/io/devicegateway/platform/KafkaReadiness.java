@@ -26,8 +26,8 @@ import io.vertx.core.Vertx;
  * seconds: a record written by any writer, the ingest writer's metadata fetch at start, or this check's
  * {@code describeCluster}, which runs in the background every two seconds so the probe itself never waits on a
  * broker that is down. At startup the ingest writer's first answer is what turns readiness UP: the admin client for
- * the periodic check is built only after it (or after {@value #ADMIN_START_MS} ms without it), off the startup path,
- * and until its first success it retries every 250 ms (a broker that is still starting).
+ * the periodic check is built only {@value #ADMIN_START_MS} ms after the start, off the startup path, and until its
+ * first success it retries every 250 ms (a broker that is still starting, or topics the warm-up could not see).
  */
 @Readiness
 @ApplicationScoped
@@ -57,16 +57,9 @@ public class KafkaReadiness implements HealthCheck {
     private volatile String lastError = "not checked yet";
 
     void start(@Observes StartupEvent event) {
-        long poll = vertx.setPeriodic(50, id -> {
-            if (writers.lastAnswerMillis() > 0) {
-                vertx.cancelTimer(id);
-                startAdmin();
-            }
-        });
-        vertx.setTimer(ADMIN_START_MS, id -> {
-            vertx.cancelTimer(poll);
-            startAdmin();
-        });
+        // not before: building it would compete for the CPU with the first messages' path, and until then the ingest
+        // writer's answers (its warm-up, then every record written) keep the reachability current
+        vertx.setTimer(ADMIN_START_MS, id -> startAdmin());
     }
 
     private void startAdmin() {
