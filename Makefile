@@ -8,7 +8,7 @@ JAVA25_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
 # The pods' JVM options (one source: kubernetes/base/configmap.yaml), for the AOT training run
 POD_JVM_OPTIONS := $(shell sed -n 's/^  JDK_JAVA_OPTIONS: "\(.*\)"$$/\1/p' kubernetes/base/configmap.yaml)
 
-.PHONY: deps build test tools run run-dynsec registry-bench bench faults native clean package-aot startup
+.PHONY: deps build test tools run run-dynsec registry-bench bench rss faults native clean package-aot startup
 
 # Kafka broker jars for the local servers (tests, run, bench); mosquitto and redis-server come from apt.
 deps: $(KAFKA_LIBS)/.done
@@ -43,6 +43,13 @@ run-dynsec:
 # and a table. BENCH_OPTS="-Dbench.scenarios=raw-qos1,gateway-qos1 -Dbench.scale=0.5" (see Bench.java for all options).
 bench: tools
 	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(BENCH_OPTS) io.devicegateway.bench.Bench
+
+# Memory as the pods run it (the ConfigMap's JDK_JAVA_OPTIONS, the Deployment's memory limit as the JVM's RAM, JDK 25):
+# RSS and CPU idle for 30 s after ready, then the largest RSS under full-rate QoS 1 load and at 10,000 msg/s, then what
+# holds it (heap, metaspace, code cache, threads, classes; NMT categories too with BENCH_OPTS=-Dbench.nmt=true).
+rss: tools
+	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" \
+		-Dbench.scenarios=idle,gateway-qos1,rate-10000-qos1 $(BENCH_OPTS) io.devicegateway.bench.Bench
 
 # Registry benchmark: RegisterDevice rate (PBKDF2 + Redis + iot.registry + dynsec createClient) and the auth hook's
 # latency under load (cold and cached /mqtt/auth, /mqtt/acl). REGISTRY_BENCH_OPTS="-Dregistry.bench.devices=500".

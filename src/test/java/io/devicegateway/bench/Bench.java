@@ -221,6 +221,9 @@ public final class Bench {
     private static List<String> gatewayJvmOptions() {
         boolean pod = Boolean.parseBoolean(System.getProperty("bench.pod-jvm", "true"));
         List<String> options = new ArrayList<>(pod ? io.devicegateway.testing.PodJvm.emulatedOptions() : List.of("-Xmx512m"));
+        if (Boolean.getBoolean("bench.nmt")) {
+            options.add("-XX:NativeMemoryTracking=summary"); // read by memoryBreakdown (costs a few MiB itself)
+        }
         String extra = System.getProperty("bench.gateway.jvm", "").trim();
         if (!extra.isEmpty()) {
             options.addAll(List.of(extra.split("\\s+")));
@@ -278,6 +281,34 @@ public final class Bench {
         System.out.printf(Locale.ROOT, "%ngateway memory after the scenarios: RSS %d MiB; %sthreads %.0f, classes %.0f%n",
                 LocalServers.rssMiB(gateway.pid()), line, gateway.metric("jvm_threads_live_threads"),
                 gateway.metric("jvm_classes_loaded_classes"));
+        if (Boolean.getBoolean("bench.nmt")) {
+            System.out.println("native memory (NMT, committed KiB by category):");
+            nativeMemory(gateway.pid()).forEach((k, v) -> System.out.printf("  %8d %s%n", v, k));
+        }
+    }
+
+    /** The JVM's own account of its memory (jcmd VM.native_memory summary), committed KiB per category, largest first. */
+    static Map<String, Long> nativeMemory(long pid) {
+        Map<String, Long> categories = new LinkedHashMap<>();
+        try {
+            Path jcmd = Path.of(gatewayJava()).resolveSibling("jcmd");
+            Process p = new ProcessBuilder(jcmd.toString(), Long.toString(pid), "VM.native_memory", "summary")
+                    .redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+            p.waitFor(30, java.util.concurrent.TimeUnit.SECONDS);
+            java.util.regex.Matcher m = java.util.regex.Pattern
+                    .compile("(?m)^(Total|-\\s+([A-Za-z ]+?))\\s*\\(?:?\\s*reserved=\\d+KB, committed=(\\d+)KB")
+                    .matcher(out);
+            while (m.find()) {
+                categories.put(m.group(2) == null ? "Total" : m.group(2).trim(), Long.parseLong(m.group(3)));
+            }
+        } catch (Exception e) {
+            categories.put("unreadable: " + e, 0L);
+        }
+        Map<String, Long> sorted = new LinkedHashMap<>();
+        categories.entrySet().stream().sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
+                .forEach(e -> sorted.put(e.getKey(), e.getValue()));
+        return sorted;
     }
 
     private static void runSendEvent(LocalServers servers, GatewayProcess gateway, double scale, Set<String> only) {
