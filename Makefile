@@ -5,8 +5,10 @@ CP_FILE := target/test-classpath.txt
 TOOL_CP = target/test-classes:target/classes:$$(cat $(CP_FILE))
 # JDK 25 for the AOT cache (Project Leyden); the default build and `make test` stay on the default java (17)
 JAVA25_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
+# The pods' JVM options (one source: kubernetes/base/configmap.yaml), for the AOT training run
+POD_JVM_OPTIONS := $(shell sed -n 's/^  JDK_JAVA_OPTIONS: "\(.*\)"$$/\1/p' kubernetes/base/configmap.yaml)
 
-.PHONY: deps build test tools run run-dynsec registry-bench bench faults native clean package-aot startup
+.PHONY: deps build test tools run run-dynsec registry-bench bench rss faults native clean package-aot startup
 
 # Kafka broker jars for the local servers (tests, run, bench); mosquitto and redis-server come from apt.
 deps: $(KAFKA_LIBS)/.done
@@ -42,15 +44,23 @@ run-dynsec:
 bench: tools
 	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(BENCH_OPTS) io.devicegateway.bench.Bench
 
+# Memory as the pods run it (the ConfigMap's JDK_JAVA_OPTIONS, the Deployment's memory limit as the JVM's RAM, JDK 25):
+# RSS and CPU idle for 30 s after ready, then the largest RSS under full-rate QoS 1 load and at 10,000 msg/s, then what
+# holds it (heap, metaspace, code cache, threads, classes; NMT categories too with BENCH_OPTS=-Dbench.nmt=true).
+rss: tools
+	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" \
+		-Dbench.scenarios=idle,gateway-qos1,rate-10000-qos1 $(BENCH_OPTS) io.devicegateway.bench.Bench
+
 # Registry benchmark: RegisterDevice rate (PBKDF2 + Redis + iot.registry + dynsec createClient) and the auth hook's
 # latency under load (cold and cached /mqtt/auth, /mqtt/acl). REGISTRY_BENCH_OPTS="-Dregistry.bench.devices=500".
 registry-bench: tools
 	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(REGISTRY_BENCH_OPTS) io.devicegateway.bench.RegistryBench
 
 # JDK 25 AOT cache: target/quarkus-app/ in the aot-jar layout plus app.aot, trained by IngestIT and CommandIT
-# (pom profile `aot`). Run it with the same JDK: java -XX:AOTCache=app.aot -jar quarkus-run.jar (see native-build/STARTUP.md).
+# (pom profile `aot`) with the pods' JVM options. Run it with the same JDK and options:
+# java -XX:AOTCache=app.aot -jar quarkus-run.jar (see native-build/STARTUP.md).
 package-aot: deps
-	JAVA_HOME=$(JAVA25_HOME) $(MVN) verify -Daot
+	JAVA_HOME=$(JAVA25_HOME) $(MVN) verify -Daot -Daot.jvm.options="$(POD_JVM_OPTIONS)"
 
 # Startup benchmark: plain JVM vs AOT cache, both on JDK 25, same jar (plus, for reference, the default fast-jar
 # packaging in target/fastjar/). Builds what is missing: the AOT package when app.aot is absent or older than the jar,

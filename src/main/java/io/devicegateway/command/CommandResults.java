@@ -39,7 +39,7 @@ public class CommandResults {
     CommandResults(KafkaWriters writers, GatewayKafkaConfig kafkaConfig, MqttConnection connection,
             MeterRegistry registry) {
         this.kafka = writers.create("commands", () -> {
-        });
+        }, OrderedKafkaWriter.Start.FIRST_RECORD);
         this.topic = kafkaConfig.topics().commandResults();
         this.connection = connection;
         for (CommandOutcome outcome : CommandOutcome.values()) {

@@ -22,8 +22,12 @@ import io.smallrye.common.annotation.Identifier;
 import io.vertx.core.Vertx;
 
 /**
- * Kafka reachability for the readiness probe. The cluster is checked in the background every two seconds, so
- * the probe itself never waits on a broker that is down; it reports the last result.
+ * Kafka reachability for the readiness probe. Kafka counts as reachable while it answered within the last six
+ * seconds: a record written by any writer, the ingest writer's metadata fetch at start, or this check's
+ * {@code describeCluster}, which runs in the background every two seconds so the probe itself never waits on a
+ * broker that is down. At startup the ingest writer's first answer is what turns readiness UP: the admin client for
+ * the periodic check is built only {@value #ADMIN_START_MS} ms after the start, off the startup path, and until its
+ * first success it retries every 250 ms (a broker that is still starting, or topics the warm-up could not see).
  */
 @Readiness
 @ApplicationScoped
@@ -32,6 +36,8 @@ public class KafkaReadiness implements HealthCheck {
     private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(KafkaReadiness.class);
 
     private static final long INTERVAL_MS = 2_000;
+    private static final long FIRST_RETRY_MS = 250;
+    private static final long ADMIN_START_MS = 3_000;
     private static final long STALE_AFTER_MS = 3 * INTERVAL_MS;
 
     @Inject
@@ -44,12 +50,26 @@ public class KafkaReadiness implements HealthCheck {
     @Inject
     io.devicegateway.platform.kafka.GatewayKafkaConfig gatewayKafka;
 
-    private Admin admin;
+    private volatile Admin admin;
+    private volatile boolean closed;
+    private final java.util.concurrent.atomic.AtomicBoolean adminStarted = new java.util.concurrent.atomic.AtomicBoolean();
     private volatile long lastSuccessMillis;
     private volatile String lastError = "not checked yet";
 
     void start(@Observes StartupEvent event) {
+        // not before: building it would compete for the CPU with the first messages' path, and until then the ingest
+        // writer's answers (its warm-up, then every record written) keep the reachability current
+        vertx.setTimer(ADMIN_START_MS, id -> startAdmin());
+    }
+
+    private void startAdmin() {
+        if (closed || !adminStarted.compareAndSet(false, true)) {
+            return;
+        }
         Map<String, Object> config = new HashMap<>();
+        // no JMX MBeans, no metrics push to the broker (see KafkaWriters.defaults)
+        config.put(AdminClientConfig.METRIC_REPORTER_CLASSES_CONFIG, "");
+        config.put(AdminClientConfig.ENABLE_METRICS_PUSH_CONFIG, "false");
         kafkaConfig.forEach((k, v) -> {
             if (AdminClientConfig.configNames().contains(k)) {
                 config.put(k, v);
@@ -58,14 +78,28 @@ public class KafkaReadiness implements HealthCheck {
         config.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, (int) INTERVAL_MS);
         config.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, (int) INTERVAL_MS);
         config.put(AdminClientConfig.CLIENT_ID_CONFIG, "device-gateway-readiness");
-        admin = Admin.create(config);
-        check();
-        vertx.setPeriodic(INTERVAL_MS, id -> check());
+        Thread init = new Thread(() -> {
+            Admin made = Admin.create(config);
+            admin = made;
+            if (closed) {
+                made.close(java.time.Duration.ZERO);
+                return;
+            }
+            check();
+        }, "kafka-readiness-init");
+        init.setDaemon(true);
+        init.start();
     }
 
     private void check() {
+        if (closed) {
+            return;
+        }
         admin.describeCluster(new DescribeClusterOptions().timeoutMs((int) INTERVAL_MS)).nodes()
                 .whenComplete((nodes, error) -> {
+                    if (!closed) {
+                        vertx.setTimer(lastSuccessMillis == 0 ? FIRST_RETRY_MS : INTERVAL_MS, id -> check());
+                    }
                     if (error == null && !nodes.isEmpty()) {
                         lastSuccessMillis = System.currentTimeMillis();
                         lastError = null;
@@ -114,7 +148,7 @@ public class KafkaReadiness implements HealthCheck {
 
     @Override
     public HealthCheckResponse call() {
-        boolean up = System.currentTimeMillis() - lastSuccessMillis < STALE_AFTER_MS;
+        boolean up = reachable();
         var response = HealthCheckResponse.named("kafka");
         if (!up && lastError != null) {
             response.withData("error", lastError);
@@ -136,10 +170,18 @@ public class KafkaReadiness implements HealthCheck {
         return response.status(up).build();
     }
 
+    /** Kafka answered recently (readiness without the writers' stall check). */
+    public boolean reachable() {
+        long last = Math.max(lastSuccessMillis, writers.lastAnswerMillis());
+        return System.currentTimeMillis() - last < STALE_AFTER_MS;
+    }
+
     @PreDestroy
     void close() {
-        if (admin != null) {
-            admin.close(java.time.Duration.ofSeconds(1));
+        closed = true;
+        Admin current = admin;
+        if (current != null) {
+            current.close(java.time.Duration.ofSeconds(1));
         }
     }
 }

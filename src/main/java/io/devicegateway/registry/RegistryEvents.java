@@ -33,7 +33,7 @@ public class RegistryEvents {
 
     RegistryEvents(KafkaWriters writers, RegistryConfig config, Vertx vertx) {
         this.kafka = writers.create("registry", () -> {
-        });
+        }, OrderedKafkaWriter.Start.FIRST_RECORD);
         this.topic = config.topic();
         this.vertx = vertx;
         this.timeoutMillis = config.syncTimeout().toMillis();

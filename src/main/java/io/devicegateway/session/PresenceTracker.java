@@ -51,7 +51,7 @@ public class PresenceTracker implements MqttSubscription {
         this.connection = connection;
         this.presenceTopic = kafkaConfig.topics().presence();
         this.kafka = writers.create("presence", () -> {
-        });
+        }, OrderedKafkaWriter.Start.FIRST_RECORD);
     }
 
     @Override

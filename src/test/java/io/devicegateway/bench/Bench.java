@@ -46,7 +46,7 @@ public final class Bench {
 
     record Result(Scenario scenario, long sent, long delivered, long duplicates, long outOfOrder, double seconds,
             Stats latency, long publishFailures, Map<String, Long> cpuMillis, double gatewayP99Millis,
-            long brokerDropped, long window) {
+            long brokerDropped, long window, long produceRequests, long rssMaxMiB) {
 
         long missing() {
             return sent - delivered;
@@ -61,9 +61,28 @@ public final class Bench {
         double throughput() {
             return seconds > 0 ? delivered / seconds : 0;
         }
+
+        /** CPU of one process in % of one core over the scenario; NaN if not measured. */
+        double cpuPercent(String process) {
+            Long ms = cpuMillis.get(process);
+            return ms == null || seconds <= 0 ? Double.NaN : ms / (seconds * 10);
+        }
+
+        /** Kafka produce requests per second over the scenario (all clients); NaN if not read. */
+        double produceRequestsPerSecond() {
+            return produceRequests < 0 || seconds <= 0 ? Double.NaN : produceRequests / seconds;
+        }
     }
 
     private static final Duration IDLE_TIMEOUT = Duration.ofSeconds(15);
+    /** The broker's produce-request counter (JMX), shared by the scenarios of one run; null if JMX is unreachable. */
+    private static KafkaStats kafkaStats;
+
+    /** 10 devices at {@code rate} msg/s in total for bench.rate.seconds (default 20) x scale seconds. */
+    static Scenario rated(String name, int rate, double scale) {
+        long seconds = Math.max(1, Math.round(Long.getLong("bench.rate.seconds", 20) * scale));
+        return new Scenario(name, false, 10, Math.max(1, rate / 10 * seconds), 100, 1, rate, true);
+    }
     private static final Duration MAX_SCENARIO = Duration.ofMinutes(3);
 
     public static void main(String[] args) throws Exception {
@@ -81,7 +100,12 @@ public final class Bench {
                 new Scenario("gateway-qos1", false, 10, tput1, 100, 1, 0, true),
                 new Scenario("raw-qos0", true, 10, tput0, 100, 0, 0, true),
                 new Scenario("gateway-qos0", false, 10, tput0, 100, 0, 0, true),
-                new Scenario("latency-1000rps-qos1", false, 10, (long) (1_000 * scale), 100, 1, 1_000, true));
+                // paced: the cost of the path at a steady rate (CPU per process, Kafka produce requests, latency),
+                // each after a warm-up at the same rate so the JIT has compiled the paths this rate takes
+                // (highest first: code that a low rate reaches slowly is compiled by then, as in a pod that has run a while)
+                rated("rate-10000-qos1", 10_000, scale),
+                rated("rate-1000-qos1", 1_000, scale),
+                rated("rate-100-qos1", 100, scale));
 
         System.err.printf("bench: starting local Kafka, Mosquitto (%s), Redis%n",
                 inflight > 0 ? "max_inflight_messages " + inflight : "default settings");
@@ -91,7 +115,12 @@ public final class Bench {
                     m.extraConfig.add("log_type notice");
                     // bench.max-queued=N: Mosquitto's max_queued_messages (diagnostic; default: the broker's 1000)
                     m.maxQueuedMessages = Integer.getInteger("bench.max-queued", 0);
-                })) {
+                }, k -> k.jmxPort = LocalServers.freePort())) {
+            try {
+                kafkaStats = new KafkaStats(servers.kafka.jmxPort);
+            } catch (java.io.IOException e) {
+                System.err.println("bench: Kafka JMX not readable (" + e + "): no produce-request counts");
+            }
             Map<String, String> config = new LinkedHashMap<>(servers.gatewayConfig());
             config.put("gateway.mqtt.client-id", "dgw-bench");
             config.put("gateway.grpc.auth.tokens", io.devicegateway.testing.Agents.tokensConfig());
@@ -106,13 +135,22 @@ public final class Bench {
             System.err.println("bench: starting the gateway, log in " + log);
             // bench.gateway.jar: another build's quarkus-run.jar, to compare two versions on the same scenarios
             Path jar = Path.of(System.getProperty("bench.gateway.jar", GatewayProcess.DEFAULT_JAR.toString()));
-            try (GatewayProcess gateway = GatewayProcess.start(ProcessHandle.current().info().command().orElse("java"),
-                    jar, config, gatewayJvmOptions(), log)
-                    .awaitReady(Duration.ofSeconds(60))) {
+            System.err.println("bench: gateway JVM: " + gatewayJava() + " " + String.join(" ", gatewayJvmOptions()));
+            try (GatewayProcess gateway = GatewayProcess.start(gatewayJava(), jar, config, gatewayJvmOptions(), log,
+                    gatewayEnvironment()).awaitReady(Duration.ofSeconds(60))) {
+                if (only.isEmpty() || only.contains("idle")) {
+                    idle(servers, gateway);
+                }
                 List<Result> results = new ArrayList<>();
                 for (Scenario s : scenarios) {
                     if (!only.isEmpty() && !only.contains(s.name()) && !s.name().equals("warmup")) {
                         continue;
+                    }
+                    if (s.rate() > 0 && s.report()) {
+                        long warm = Math.max(1, s.rate() / s.devices() * Long.getLong("bench.rate.warmup-seconds", 10));
+                        System.err.printf("bench: %s: warm-up at the same rate ...%n", s.name());
+                        run(servers, gateway, new Scenario(s.name() + "-warmup", false, s.devices(), warm, s.size(),
+                                s.qos(), s.rate(), false));
                     }
                     System.err.printf("bench: %s ...%n", s.name());
                     Result r = run(servers, gateway, s);
@@ -122,6 +160,7 @@ public final class Bench {
                     }
                 }
                 printTable(results);
+                memoryBreakdown(gateway);
                 runSendEvent(servers, gateway, scale, only);
             }
             runDedup(servers, config, scale, only);
@@ -152,8 +191,8 @@ public final class Bench {
             Path log = servers.workDir.resolve("gateway-" + name + ".log");
             System.err.println("bench: " + name + ": starting a gateway with gateway.dedup.enabled=" + dedup + ", log in "
                     + log);
-            try (GatewayProcess gateway = GatewayProcess.start(config, gatewayJvmOptions(), log)
-                    .awaitReady(Duration.ofSeconds(60))) {
+            try (GatewayProcess gateway = GatewayProcess.start(gatewayJava(), GatewayProcess.DEFAULT_JAR, config,
+                    gatewayJvmOptions(), log, gatewayEnvironment()).awaitReady(Duration.ofSeconds(60))) {
                 run(servers, gateway, new Scenario("warmup", false, 10, (long) (5_000 * scale), 100, 1, 0, false, true));
                 System.err.printf("bench: %s ...%n", name);
                 Result r = run(servers, gateway, new Scenario(name, false, 10, (long) (20_000 * scale), 100, 1, 0, true,
@@ -174,13 +213,102 @@ public final class Bench {
         }
     }
 
+    /**
+     * The JVM the pods run (bench.pod-jvm=true, the default): the manifests' JDK_JAVA_OPTIONS with their memory limit
+     * as the JVM's physical memory, on JDK 25 (bench.java overrides); bench.pod-jvm=false: -Xmx512m on this JVM, as
+     * before. bench.gateway.jvm adds options either way.
+     */
     private static List<String> gatewayJvmOptions() {
-        List<String> options = new ArrayList<>(List.of("-Xmx512m"));
+        boolean pod = Boolean.parseBoolean(System.getProperty("bench.pod-jvm", "true"));
+        List<String> options = new ArrayList<>(pod ? io.devicegateway.testing.PodJvm.emulatedOptions() : List.of("-Xmx512m"));
+        if (Boolean.getBoolean("bench.nmt")) {
+            options.add("-XX:NativeMemoryTracking=summary"); // read by memoryBreakdown (costs a few MiB itself)
+        }
         String extra = System.getProperty("bench.gateway.jvm", "").trim();
         if (!extra.isEmpty()) {
             options.addAll(List.of(extra.split("\\s+")));
         }
         return options;
+    }
+
+    private static String gatewayJava() {
+        boolean pod = Boolean.parseBoolean(System.getProperty("bench.pod-jvm", "true"));
+        return pod ? io.devicegateway.testing.PodJvm.java("bench.java")
+                : System.getProperty("bench.java", ProcessHandle.current().info().command().orElse("java"));
+    }
+
+    private static Map<String, String> gatewayEnvironment() {
+        boolean pod = Boolean.parseBoolean(System.getProperty("bench.pod-jvm", "true"));
+        return pod ? io.devicegateway.testing.PodJvm.environment() : Map.of();
+    }
+
+    /**
+     * The gateway left alone for bench.idle-seconds (default 30) right after it is ready: what it costs with no
+     * traffic (CPU of its timers and clients) and its resident memory then.
+     */
+    private static void idle(LocalServers servers, GatewayProcess gateway) {
+        long seconds = Long.getLong("bench.idle-seconds", 30);
+        System.err.printf("bench: idle for %d s ...%n", seconds);
+        LocalServers.pause(2_000); // what starts right after readiness (deferred consumer, admin client) settles
+        Map<String, Long> before = cpu(servers, gateway.pid());
+        long requestsBefore = kafkaStats == null ? -1 : kafkaStats.produceRequests();
+        LocalServers.pause(seconds * 1000);
+        Map<String, Long> after = cpu(servers, gateway.pid());
+        long requests = kafkaStats == null ? -1 : kafkaStats.produceRequests() - requestsBefore;
+        long rss = LocalServers.rssMiB(gateway.pid());
+        double gatewayCpu = (after.get("gateway") - before.get("gateway")) / (seconds * 10.0);
+        double kafkaCpu = (after.get("kafka") - before.get("kafka")) / (seconds * 10.0);
+        System.out.printf(Locale.ROOT, "{\"scenario\":\"idle\",\"seconds\":%d,\"gateway_rss_mib\":%d,"
+                + "\"gateway_cpu_percent\":%.2f,\"kafka_cpu_percent\":%.2f,\"produce_requests\":%d}%n", seconds, rss,
+                gatewayCpu, kafkaCpu, requests);
+        System.out.printf(Locale.ROOT, "%nidle %d s after ready: gateway RSS %d MiB, gateway CPU %.2f %% of a core, "
+                + "Kafka CPU %.2f %%, %d produce requests%n", seconds, rss, gatewayCpu, kafkaCpu, requests);
+    }
+
+    /** What holds the gateway's memory after the scenarios, from its own JVM meters: evidence for the footprint. */
+    private static void memoryBreakdown(GatewayProcess gateway) {
+        String metrics = gateway.metrics();
+        StringBuilder line = new StringBuilder();
+        for (String raw : metrics.split("\n")) {
+            if ((raw.startsWith("jvm_memory_used_bytes{") || raw.startsWith("jvm_memory_committed_bytes{"))
+                    && !raw.contains("} 0.0")) {
+                String id = raw.replaceAll(".*id=\"([^\"]*)\".*", "$1");
+                String what = raw.startsWith("jvm_memory_used") ? "used" : "committed";
+                double mib = Double.parseDouble(raw.substring(raw.lastIndexOf(' ') + 1)) / (1024 * 1024);
+                line.append(String.format(Locale.ROOT, "%s %s %.1f MiB; ", id, what, mib));
+            }
+        }
+        System.out.printf(Locale.ROOT, "%ngateway memory after the scenarios: RSS %d MiB; %sthreads %.0f, classes %.0f%n",
+                LocalServers.rssMiB(gateway.pid()), line, gateway.metric("jvm_threads_live_threads"),
+                gateway.metric("jvm_classes_loaded_classes"));
+        if (Boolean.getBoolean("bench.nmt")) {
+            System.out.println("native memory (NMT, committed KiB by category):");
+            nativeMemory(gateway.pid()).forEach((k, v) -> System.out.printf("  %8d %s%n", v, k));
+        }
+    }
+
+    /** The JVM's own account of its memory (jcmd VM.native_memory summary), committed KiB per category, largest first. */
+    static Map<String, Long> nativeMemory(long pid) {
+        Map<String, Long> categories = new LinkedHashMap<>();
+        try {
+            Path jcmd = Path.of(gatewayJava()).resolveSibling("jcmd");
+            Process p = new ProcessBuilder(jcmd.toString(), Long.toString(pid), "VM.native_memory", "summary")
+                    .redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+            p.waitFor(30, java.util.concurrent.TimeUnit.SECONDS);
+            java.util.regex.Matcher m = java.util.regex.Pattern
+                    .compile("(?m)^(Total|-\\s+([A-Za-z ]+?))\\s*\\(?:?\\s*reserved=\\d+KB, committed=(\\d+)KB")
+                    .matcher(out);
+            while (m.find()) {
+                categories.put(m.group(2) == null ? "Total" : m.group(2).trim(), Long.parseLong(m.group(3)));
+            }
+        } catch (Exception e) {
+            categories.put("unreadable: " + e, 0L);
+        }
+        Map<String, Long> sorted = new LinkedHashMap<>();
+        categories.entrySet().stream().sorted((a, b) -> Long.compare(b.getValue(), a.getValue()))
+                .forEach(e -> sorted.put(e.getKey(), e.getValue()));
+        return sorted;
     }
 
     private static void runSendEvent(LocalServers servers, GatewayProcess gateway, double scale, Set<String> only) {
@@ -273,6 +401,17 @@ public final class Bench {
         long sent = s.devices() * s.perDevice();
         long window = s.rate() > 0 ? 0 : Long.getLong("bench.e2e-window", 1000);
         long droppedBefore = BrokerStats.droppedSoFar(servers.mosquitto.port);
+        long requestsBefore = kafkaStats == null || s.raw() ? -1 : kafkaStats.produceRequests();
+        java.util.concurrent.atomic.AtomicLong rssMax = new java.util.concurrent.atomic.AtomicLong();
+        java.util.concurrent.atomic.AtomicBoolean sampling = new java.util.concurrent.atomic.AtomicBoolean(!s.raw());
+        Thread rssSampler = new Thread(() -> {
+            while (sampling.get()) {
+                rssMax.accumulateAndGet(LocalServers.rssMiB(gatewayPid), Math::max);
+                LocalServers.pause(200);
+            }
+        }, "bench-rss");
+        rssSampler.setDaemon(true);
+        rssSampler.start();
         Map<String, Long> cpuBefore = cpu(servers, gatewayPid);
         long failures;
         long start;
@@ -300,6 +439,8 @@ public final class Bench {
         }
         double seconds = (tally.lastNanos() - start) / 1e9;
         Map<String, Long> cpuUsed = cpu(servers, gatewayPid);
+        sampling.set(false);
+        long produceRequests = requestsBefore < 0 ? -1 : kafkaStats.produceRequests() - requestsBefore;
         cpuUsed.replaceAll((k, v) -> v - cpuBefore.get(k));
         if (s.raw()) {
             cpuUsed.remove("gateway");
@@ -311,7 +452,8 @@ public final class Bench {
         // -1: unknown (not readable, or a stale retained value read before a fresher one: it is up to 10 s old)
         long dropped = droppedBefore < 0 || droppedAfter < droppedBefore ? -1 : droppedAfter - droppedBefore;
         return new Result(s, sent, tally.delivered(), tally.duplicates(), tally.outOfOrder(), seconds,
-                tally.latency, failures, cpuUsed, gatewayP99, dropped, window);
+                tally.latency, failures, cpuUsed, gatewayP99, dropped, window, produceRequests,
+                s.raw() ? -1 : rssMax.get());
     }
 
     /** Until everything arrived, or nothing new arrived for IDLE_TIMEOUT, or MAX_SCENARIO passed. */
@@ -348,7 +490,9 @@ public final class Bench {
                         + "\"sent\":%d,\"delivered\":%d,\"missing\":%d,\"duplicates\":%d,\"out_of_order\":%d,"
                         + "\"publish_failures\":%d,\"broker_dropped\":%d,\"e2e_window\":%d,\"seconds\":%.3f,"
                         + "\"throughput_msg_s\":%.0f,\"latency_ms\":%s,"
-                        + "\"gateway_p99_ms\":%s,\"gateway_cpu_us_per_msg\":%s,\"cpu_ms\":%s%s}",
+                        + "\"gateway_p99_ms\":%s,\"gateway_cpu_us_per_msg\":%s,\"cpu_ms\":%s,"
+                        + "\"gateway_cpu_percent\":%s,\"kafka_cpu_percent\":%s,\"produce_requests\":%d,"
+                        + "\"produce_requests_per_s\":%s,\"gateway_rss_max_mib\":%d%s}",
                 s.name(), s.raw() ? "broker->subscriber(mqtt" + System.getProperty("bench.raw.protocol", "5")
                         + (Integer.getInteger("bench.raw.receive-maximum", 0) > 0
                                 ? ",receive-maximum=" + Integer.getInteger("bench.raw.receive-maximum") : "") + ")"
@@ -358,7 +502,12 @@ public final class Bench {
                 Double.isNaN(r.gatewayP99Millis()) ? "null" : String.format(Locale.ROOT, "%.1f", r.gatewayP99Millis()),
                 Double.isNaN(r.gatewayCpuMicrosPerMessage()) ? "null"
                         : String.format(Locale.ROOT, "%.1f", r.gatewayCpuMicrosPerMessage()),
-                cpuJson(r.cpuMillis()), limit);
+                cpuJson(r.cpuMillis()), num(r.cpuPercent("gateway")), num(r.cpuPercent("kafka")), r.produceRequests(),
+                num(r.produceRequestsPerSecond()), r.rssMaxMiB(), limit);
+    }
+
+    private static String num(double v) {
+        return Double.isNaN(v) ? "null" : String.format(Locale.ROOT, "%.1f", v);
     }
 
     static String cpuJson(Map<String, Long> cpu) {
@@ -369,8 +518,9 @@ public final class Bench {
 
     static void printTable(List<Result> results) {
         System.out.println();
-        System.out.printf("%-22s %8s %9s %7s %5s %6s %8s %9s %7s %8s %8s %10s %10s%n", "scenario", "sent", "delivered",
-                "missing", "dups", "ooo", "brk drop", "msg/s", "of raw", "p50 ms", "p99 ms", "gw p99 ms", "gw us/msg");
+        System.out.printf("%-22s %8s %9s %7s %5s %6s %8s %9s %7s %8s %8s %10s %10s %7s %7s %8s %8s%n", "scenario", "sent",
+                "delivered", "missing", "dups", "ooo", "brk drop", "msg/s", "of raw", "p50 ms", "p99 ms", "gw p99 ms",
+                "gw us/msg", "gw cpu%", "kf cpu%", "prod/s", "gw rss");
         for (Result r : results) {
             String ofRaw = "";
             for (Result raw : results) {
@@ -379,19 +529,27 @@ public final class Bench {
                     ofRaw = String.format(Locale.ROOT, "%.0f%%", 100 * r.throughput() / raw.throughput());
                 }
             }
-            System.out.printf(Locale.ROOT, "%-22s %8d %9d %7d %5d %6d %8d %9.0f %7s %8.2f %8.2f %10s %10s%n",
+            System.out.printf(Locale.ROOT, "%-22s %8d %9d %7d %5d %6d %8d %9.0f %7s %8.2f %8.2f %10s %10s %7s %7s %8s %8s%n",
                     r.scenario().name(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(),
                     r.brokerDropped(), r.throughput(), ofRaw, r.latency().percentileMillis(50),
                     r.latency().percentileMillis(99),
                     Double.isNaN(r.gatewayP99Millis()) ? "-" : String.format(Locale.ROOT, "%.1f", r.gatewayP99Millis()),
                     Double.isNaN(r.gatewayCpuMicrosPerMessage()) ? "-"
-                            : String.format(Locale.ROOT, "%.1f", r.gatewayCpuMicrosPerMessage()));
+                            : String.format(Locale.ROOT, "%.1f", r.gatewayCpuMicrosPerMessage()),
+                    dash(r.cpuPercent("gateway")), dash(r.scenario().raw() ? Double.NaN : r.cpuPercent("kafka")),
+                    dash(r.produceRequestsPerSecond()), r.rssMaxMiB() < 0 ? "-" : r.rssMaxMiB() + "M");
         }
         System.out.println("ooo: messages that arrived after a later one of the same device; brk drop: messages"
                 + " Mosquitto itself dropped ($SYS counter); unpaced scenarios keep at most bench.e2e-window ("
                 + Long.getLong("bench.e2e-window", 1000) + ") messages published and not yet delivered; p50/p99: device"
                 + " publish to Kafka consumer (end to end; raw: to the subscriber); gw p99: MQTT receipt to Kafka ack"
                 + " inside the gateway (histogram bucket bound); gw us/msg: gateway process CPU (user+system) per"
-                + " message");
+                + " message; gw cpu% / kf cpu%: gateway / Kafka broker CPU in % of one core over the scenario; prod/s:"
+                + " produce requests the broker handled per second (all clients, JMX); gw rss: the gateway's largest"
+                + " resident set during the scenario (sampled every 200 ms)");
+    }
+
+    private static String dash(double v) {
+        return Double.isNaN(v) ? "-" : String.format(Locale.ROOT, "%.1f", v);
     }
 }

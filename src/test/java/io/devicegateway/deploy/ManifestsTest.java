@@ -93,6 +93,10 @@ class ManifestsTest {
         // Needed while application.properties sets quarkus.log.console.json.enabled (it wins over the key above).
         CONTRACT.put("QUARKUS_LOG_CONSOLE_JSON_ENABLED", "quarkus.log.console.json.enabled");
     }
+    /** Environment variables the JVM itself reads (not config keys): the pods' JVM options and malloc arenas. */
+    static final Set<String> JVM_ENV = Set.of("JDK_JAVA_OPTIONS", "MALLOC_ARENA_MAX");
+    static final Path DOCKERFILE_JVM = ROOT.resolve("native-build/Dockerfile.jvm");
+    static final Path MAKEFILE = ROOT.resolve("Makefile");
     /** gateway.* keys the manifests already set but the code does not define yet. */
     static final Set<String> PLANNED_KEYS = Set.of("gateway.grpc.auth.tokens");
     /** Non-gateway keys of the contract: Quarkus/Kafka keys, no @ConfigMapping of ours behind them. */
@@ -311,8 +315,8 @@ class ManifestsTest {
             // Kubernetes, but a secret value sitting in a ConfigMap is a leak whichever wins)
             Map<String, Set<String>> sources = envSources(overlay);
             for (String name : sources.keySet()) {
-                assertTrue(CONTRACT.containsKey(name), overlay.dir() + ": env var " + name
-                        + " is not in the deployment contract " + CONTRACT.keySet());
+                assertTrue(CONTRACT.containsKey(name) || JVM_ENV.contains(name), overlay.dir() + ": env var " + name
+                        + " is not in the deployment contract " + CONTRACT.keySet() + " nor a JVM variable " + JVM_ENV);
             }
             for (String name : REQUIRED_ENV) {
                 assertTrue(sources.containsKey(name), overlay.dir() + ": " + name + " is not set");
@@ -497,9 +501,80 @@ class ManifestsTest {
         for (Build overlay : List.of(plain, knative)) {
             Map<String, Object> c = single(containers(workload(overlay)));
             assertEquals("250m", str(at(c, "resources", "requests", "cpu")), overlay.dir() + " cpu request");
-            assertEquals("256Mi", str(at(c, "resources", "requests", "memory")), overlay.dir() + " memory request");
-            assertEquals("512Mi", str(at(c, "resources", "limits", "memory")), overlay.dir() + " memory limit");
+            assertEquals(MEMORY_REQUEST, str(at(c, "resources", "requests", "memory")), overlay.dir() + " memory request");
+            assertEquals(MEMORY_LIMIT, str(at(c, "resources", "limits", "memory")), overlay.dir() + " memory limit");
         }
+    }
+
+    /** README (Footprint): idle RSS and RSS under full QoS 1 load with these options, measured by `make rss`. */
+    static final String MEMORY_REQUEST = "192Mi";
+    static final String MEMORY_LIMIT = "384Mi";
+    /** Options a small JVM pod needs; the value of each is checked below. */
+    static final List<String> REQUIRED_JVM_FLAGS = List.of("-XX:+UseSerialGC", "-XX:MaxRAMPercentage=",
+            "-XX:ActiveProcessorCount=", "-Xss", "-XX:MaxMetaspaceSize=", "-XX:ReservedCodeCacheSize=",
+            "-XX:+ExitOnOutOfMemoryError");
+
+    @Test
+    void jvmOptionsSuitASmallPodAndMatchTheImage() throws IOException {
+        String options = null;
+        for (Build overlay : List.of(plain, knative)) {
+            Map<String, String> env = literalEnv(overlay);
+            String value = env.get("JDK_JAVA_OPTIONS");
+            assertNotNull(value, overlay.dir() + ": JDK_JAVA_OPTIONS is not set");
+            assertEquals("2", env.get("MALLOC_ARENA_MAX"), overlay.dir() + ": MALLOC_ARENA_MAX");
+            assertTrue(options == null || options.equals(value), "both overlays run the same JVM options");
+            options = value;
+        }
+        List<String> flags = List.of(options.trim().split("\\s+"));
+        for (String required : REQUIRED_JVM_FLAGS) {
+            assertTrue(flags.stream().anyMatch(f -> f.startsWith(required)), "JDK_JAVA_OPTIONS lacks " + required);
+        }
+        // the heap follows the container limit: a fixed -Xmx/-Xms would not, and another GC would undo SerialGC
+        assertTrue(flags.stream().noneMatch(f -> f.startsWith("-Xmx") || f.startsWith("-Xms")
+                || f.matches("-XX:\\+Use(G1|Parallel|Z|Shenandoah)GC")), "no fixed heap size, no other GC: " + options);
+        long limitMi = Long.parseLong(MEMORY_LIMIT.replace("Mi", ""));
+        double percent = Double.parseDouble(flag(flags, "-XX:MaxRAMPercentage="));
+        long heapMi = (long) (limitMi * percent / 100);
+        long metaspaceMi = megabytes(flag(flags, "-XX:MaxMetaspaceSize="));
+        long codeMi = megabytes(flag(flags, "-XX:ReservedCodeCacheSize="));
+        // what the heap leaves must hold metaspace and code cache at their bounds plus ~64 MiB of the rest (thread
+        // stacks, Netty and NIO buffers, GC and compiler memory, the JVM's own text): else the pod is killed first
+        assertTrue(heapMi + metaspaceMi + codeMi + 64 <= limitMi, "heap " + heapMi + " MiB + metaspace " + metaspaceMi
+                + " + code cache " + codeMi + " + 64 MiB exceed the limit of " + limitMi + " MiB");
+        // the ingest bound (32 MiB of payloads, ~3x that with envelopes and producer buffers) must fit the heap
+        assertTrue(heapMi >= 128, "heap " + heapMi + " MiB is below the ingest bound's ~100 MiB plus the live set");
+        assertTrue(Integer.parseInt(flag(flags, "-XX:ActiveProcessorCount=")) <= 2, "sized for a small pod");
+
+        // the image defaults are the same options (a pod without the ConfigMap runs as measured too)
+        String dockerfile = Files.readString(DOCKERFILE_JVM);
+        Matcher m = Pattern.compile("JDK_JAVA_OPTIONS=\"([^\"]*)\"").matcher(dockerfile);
+        int stages = 0;
+        while (m.find()) {
+            assertEquals(options, m.group(1), DOCKERFILE_JVM + ": JDK_JAVA_OPTIONS differs from the ConfigMap");
+            stages++;
+        }
+        assertEquals(2, stages, DOCKERFILE_JVM + ": both targets (jvm, aot) set JDK_JAVA_OPTIONS");
+        assertTrue(dockerfile.contains("MALLOC_ARENA_MAX=2"), DOCKERFILE_JVM + ": MALLOC_ARENA_MAX");
+        assertTrue(dockerfile.contains("AS aot") && dockerfile.contains("-XX:AOTCache="), "an image target with app.aot");
+        // the AOT cache is trained with these options (make package-aot reads them from the ConfigMap)
+        assertTrue(Files.readString(MAKEFILE).contains("JDK_JAVA_OPTIONS") && Files.readString(MAKEFILE)
+                .contains("-Daot.jvm.options=\"$(POD_JVM_OPTIONS)\""), "make package-aot trains with the pods' options");
+    }
+
+    static String flag(List<String> flags, String prefix) {
+        return flags.stream().filter(f -> f.startsWith(prefix)).map(f -> f.substring(prefix.length())).findFirst()
+                .orElseThrow(() -> new AssertionError("no " + prefix));
+    }
+
+    static long megabytes(String size) {
+        String s = size.toLowerCase(java.util.Locale.ROOT);
+        if (s.endsWith("g")) {
+            return Long.parseLong(s.substring(0, s.length() - 1)) * 1024;
+        }
+        if (s.endsWith("m")) {
+            return Long.parseLong(s.substring(0, s.length() - 1));
+        }
+        return Long.parseLong(s.replace("k", "")) / 1024;
     }
 
     @Test

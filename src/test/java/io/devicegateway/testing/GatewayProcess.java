@@ -86,6 +86,28 @@ public final class GatewayProcess implements AutoCloseable {
         }
     }
 
+    /**
+     * A native executable of the gateway (target/*-runner), configuration as system properties like the JVM
+     * variants: for the startup benchmark where a native build exists (CI).
+     */
+    public static GatewayProcess startExecutable(Path executable, Map<String, String> config, Path logFile) {
+        if (!Files.isExecutable(executable)) {
+            throw new IllegalStateException("not an executable: " + executable);
+        }
+        int port = config.containsKey("quarkus.http.port") ? Integer.parseInt(config.get("quarkus.http.port"))
+                : LocalServers.freePort();
+        List<String> command = new ArrayList<>(List.of(executable.toString()));
+        config.forEach((k, v) -> command.add("-D" + k + "=" + v));
+        command.add("-Dquarkus.http.port=" + port);
+        ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true)
+                .redirectOutput(logFile.toFile());
+        try {
+            return new GatewayProcess(port, builder.start());
+        } catch (IOException e) {
+            throw new IllegalStateException("Cannot start " + executable, e);
+        }
+    }
+
     public boolean ready() {
         try {
             HttpResponse<Void> response = http.send(HttpRequest.newBuilder(url("/q/health/ready"))

@@ -347,6 +347,8 @@ public final class LocalServers implements AutoCloseable {
         private Process process;
         /** Extra broker settings (server.properties), applied when the broker is first formatted. */
         public final Properties extraConfig = new Properties();
+        /** A JMX port for the broker's own metrics (benchmarks read its request counts), 0 = none; set before start. */
+        public volatile int jmxPort;
         private boolean formatted;
 
         /** Process id while running, -1 otherwise. */
@@ -417,8 +419,14 @@ public final class LocalServers implements AutoCloseable {
                 throw new IllegalStateException(e);
             }
             List<String> cmd = new ArrayList<>(List.of(java(), "-Xmx512m", "-Xms128m", "-XX:+UseSerialGC",
-                    "-XX:TieredStopAtLevel=1", "-Dlog4j2.configurationFile=" + log4jConfig(),
-                    "-cp", classpath, "kafka.Kafka", dir.resolve("server.properties").toString()));
+                    "-XX:TieredStopAtLevel=1", "-Dlog4j2.configurationFile=" + log4jConfig()));
+            if (jmxPort > 0) {
+                cmd.addAll(List.of("-Dcom.sun.management.jmxremote.port=" + jmxPort,
+                        "-Dcom.sun.management.jmxremote.rmi.port=" + jmxPort,
+                        "-Dcom.sun.management.jmxremote.host=127.0.0.1", "-Djava.rmi.server.hostname=127.0.0.1",
+                        "-Dcom.sun.management.jmxremote.authenticate=false", "-Dcom.sun.management.jmxremote.ssl=false"));
+            }
+            cmd.addAll(List.of("-cp", classpath, "kafka.Kafka", dir.resolve("server.properties").toString()));
             process = launch(cmd, dir, "kafka.log");
             awaitPort(port, Duration.ofSeconds(60), process, "kafka");
         }

@@ -35,6 +35,14 @@ public interface GatewayKafkaConfig {
         @WithDefault("16777216")
         long maxPendingBytes();
 
+        /**
+         * While records keep coming, a writer collects them this long before handing them to its producer: one
+         * wake-up and one Kafka request per window instead of per record at moderate rates. A record after a quiet
+         * spell is not delayed. Zero hands every record over at once (then only the producer's linger.ms batches).
+         */
+        @WithDefault("8ms")
+        java.time.Duration linger();
+
         /** Readiness turns DOWN when a writer holds records and has written none for this long. */
         @WithDefault("10s")
         java.time.Duration stallTimeout();

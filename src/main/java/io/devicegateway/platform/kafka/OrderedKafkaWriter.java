@@ -43,6 +43,11 @@ import org.jboss.logging.Logger;
  * <p>{@link #pending()} counts records taken and not yet settled; {@link #stalledMillis()} tells a writer that
  * holds records and has not settled one for a while (Kafka down, or a refusal that keeps coming back).
  *
+ * <p>The producer is made on the sender thread, never on the caller's ({@link Start}): building a Kafka client
+ * costs tens of milliseconds of class loading and setup, which must not sit on the main thread during startup nor
+ * on an event loop. A writer that is rarely used ({@link Start#FIRST_RECORD}) has neither thread nor producer
+ * until its first record.
+ *
  * <p>Measured against the SmallRye Kafka sink (Emitter + channel) on the ingest path, this writer cut the
  * gateway's CPU per message by removing per-message reactive-streams and context-propagation work.
  */
@@ -51,6 +56,16 @@ public final class OrderedKafkaWriter implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(OrderedKafkaWriter.class);
     private static final long FIRST_RETRY_DELAY_NANOS = Duration.ofMillis(100).toNanos();
     private static final long MAX_RETRY_DELAY_NANOS = Duration.ofSeconds(5).toNanos();
+
+    /** When the producer (and the sender thread) are made. */
+    public enum Start {
+        /** In the constructor, on the caller's thread. */
+        NOW,
+        /** At once, on the sender thread: the caller goes on while it is built (and connects). */
+        BACKGROUND,
+        /** Thread and producer when the first record arrives: nothing at all for a writer that is never used. */
+        FIRST_RECORD
+    }
 
     /** What the writer reports to metrics. */
     public interface Listener {
@@ -98,7 +113,14 @@ public final class OrderedKafkaWriter implements AutoCloseable {
     private final AtomicBoolean parked = new AtomicBoolean();
     private final AtomicLong sequence = new AtomicLong();
     private final Thread sender;
+    private final AtomicBoolean senderStarted = new AtomicBoolean();
     private volatile long lastProgressNanos = System.nanoTime();
+    /** When Kafka last answered this writer (a record written, or the warm-up's metadata); 0 = never. */
+    private volatile long lastAnswerMillis;
+    private final java.util.List<String> warmUpTopics;
+    private volatile long lingerNanos;
+    /** Sender thread only: records went to the producer since the sender last waited. */
+    private boolean handedOver;
     private volatile String lastError;
     private volatile boolean closing;
 
@@ -109,15 +131,36 @@ public final class OrderedKafkaWriter implements AutoCloseable {
      */
     public OrderedKafkaWriter(Supplier<Producer<String, byte[]>> producerFactory, String name, Listener listener,
             int maxPending, long maxPendingBytes) {
+        this(producerFactory, name, listener, maxPending, maxPendingBytes, Start.NOW, List.of());
+    }
+
+    /**
+     * As above; {@code start} decides when (and on which thread) the producer is made. Once made, the sender thread
+     * fetches the metadata of {@code warmUpTopics} before it sends anything: the first records need no metadata
+     * round trip of their own, and Kafka has answered ({@link #lastAnswerMillis()}) as soon as the writer can write.
+     */
+    public OrderedKafkaWriter(Supplier<Producer<String, byte[]>> producerFactory, String name, Listener listener,
+            int maxPending, long maxPendingBytes, Start start, List<String> warmUpTopics) {
         this.name = name;
+        this.warmUpTopics = List.copyOf(warmUpTopics);
         this.producerFactory = producerFactory;
         this.listener = listener;
         this.maxPending = maxPending;
         this.maxPendingBytes = maxPendingBytes;
-        this.producer = producerFactory.get();
+        if (start == Start.NOW) {
+            this.producer = producerFactory.get();
+        }
         this.sender = new Thread(this::run, name + "-kafka-sender");
         sender.setDaemon(true);
-        sender.start();
+        if (start != Start.FIRST_RECORD) {
+            startSender();
+        }
+    }
+
+    private void startSender() {
+        if (senderStarted.compareAndSet(false, true)) {
+            sender.start();
+        }
     }
 
     /**
@@ -131,7 +174,9 @@ public final class OrderedKafkaWriter implements AutoCloseable {
         }
         pendingBytes.addAndGet(p.bytes);
         queue.add(p);
-        if (parked.get()) {
+        if (!senderStarted.get()) {
+            startSender(); // Start.FIRST_RECORD: the first record brings the thread (which makes the producer)
+        } else if (parked.get()) {
             LockSupport.unpark(sender);
         }
     }
@@ -165,11 +210,44 @@ public final class OrderedKafkaWriter implements AutoCloseable {
         return error instanceof RecordTooLargeException || error instanceof RecordBatchTooLargeException;
     }
 
+    /** When Kafka last answered this writer (record written or metadata fetched), epoch millis; 0 if never. */
+    public long lastAnswerMillis() {
+        return lastAnswerMillis;
+    }
+
+    /** Metadata of the writer's topics, fetched once; Kafka down (or a topic missing) only ends the warm-up. */
+    private void warmUp(Producer<String, byte[]> made) {
+        for (String topic : warmUpTopics) {
+            if (closing) {
+                return;
+            }
+            try {
+                made.partitionsFor(topic); // blocks at most max.block.ms
+                lastAnswerMillis = System.currentTimeMillis();
+            } catch (RuntimeException e) {
+                LOG.debugf("Metadata of %s not fetched at start (%s): the first record will fetch it", topic, e);
+                return;
+            }
+        }
+    }
+
     public String name() {
         return name;
     }
 
     private void run() {
+        if (producer == null) {
+            Producer<String, byte[]> made = newProducer();
+            if (made == null) {
+                return; // closed before a producer could be made: nothing was handed to Kafka
+            }
+            producer = made;
+            if (closing) {
+                made.close(Duration.ZERO); // close() may have looked before it existed
+                return;
+            }
+            warmUp(made);
+        }
         while (true) {
             if (!refused.isEmpty()) {
                 resendRefused();
@@ -180,15 +258,35 @@ public final class OrderedKafkaWriter implements AutoCloseable {
                 if (closing) {
                     return;
                 }
+                long window = lingerNanos;
+                if (window > 0 && handedOver) {
+                    // records are flowing: collect what arrives in the next window and hand it over in one go (one
+                    // wake-up and one Kafka request per window instead of per record); not unparked by send() meanwhile
+                    handedOver = false;
+                    LockSupport.parkNanos(window);
+                    continue;
+                }
+                // quiet: sleep until the next record, which then goes at once
                 parked.set(true);
                 if (queue.isEmpty() && refused.isEmpty()) {
-                    LockSupport.parkNanos(100_000_000L);
+                    LockSupport.parkNanos(1_000_000_000L);
                 }
                 parked.set(false);
                 continue;
             }
             sendInPlace(next);
+            handedOver = true;
         }
+    }
+
+    /**
+     * Adaptive batching: after handing records to the producer, the sender waits {@code window} and then hands over
+     * everything that arrived meanwhile at once, for as long as records keep coming. A record after a quiet spell
+     * goes at once; under a steady stream each record waits at most {@code window} here, and the producer makes one
+     * request of each handful instead of waking up, and often sending, for every record. Zero: every record at once.
+     */
+    public void linger(Duration window) {
+        this.lingerNanos = window.toNanos();
     }
 
     /**
@@ -280,6 +378,7 @@ public final class OrderedKafkaWriter implements AutoCloseable {
             lastProgressNanos = System.nanoTime();
             if (error == null) {
                 lastError = null;
+                lastAnswerMillis = System.currentTimeMillis();
             }
             outstanding.decrementAndGet();
             p.callback.onCompletion(metadata, error);
@@ -309,17 +408,26 @@ public final class OrderedKafkaWriter implements AutoCloseable {
         } catch (RuntimeException e) {
             LOG.debugf("Closing the broken producer: %s", e);
         }
+        Producer<String, byte[]> fresh = newProducer();
+        if (fresh != null) {
+            producer = fresh;
+        }
+    }
+
+    /** A new producer, retried with a growing delay (e.g. the bootstrap name does not resolve yet); null if closing. */
+    private Producer<String, byte[]> newProducer() {
         long delay = FIRST_RETRY_DELAY_NANOS;
         while (!closing) {
             try {
-                producer = producerFactory.get();
-                return;
+                return producerFactory.get();
             } catch (RuntimeException e) {
+                lastError = e.getClass().getSimpleName() + ": " + e.getMessage();
                 LOG.warnf("Cannot create a Kafka producer for writer %s (%s); retrying", name, e.toString());
                 LockSupport.parkNanos(delay);
                 delay = Math.min(delay * 2, MAX_RETRY_DELAY_NANOS);
             }
         }
+        return null;
     }
 
     /** The producer reports a failed send() through an already-completed future (and the callback). */
@@ -357,15 +465,20 @@ public final class OrderedKafkaWriter implements AutoCloseable {
      */
     public void close(Duration timeout) {
         closing = true;
-        LockSupport.unpark(sender);
         long deadline = System.nanoTime() + timeout.toNanos();
-        try {
-            sender.join(Math.max(1, timeout.toMillis() / 2));
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+        if (senderStarted.get()) {
+            LockSupport.unpark(sender);
+            try {
+                sender.join(Math.max(1, timeout.toMillis() / 2));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
         }
-        long left = Math.max(0, deadline - System.nanoTime());
-        producer.close(Duration.ofNanos(left));
+        Producer<String, byte[]> current = producer;
+        if (current != null) {
+            long left = Math.max(0, deadline - System.nanoTime());
+            current.close(Duration.ofNanos(left));
+        }
     }
 
     @Override

@@ -175,4 +175,75 @@ class OrderedKafkaWriterTest {
             own.close();
         }
     }
+
+    @Test
+    void aFirstRecordWriterMakesNoThreadNorProducerUntilItsFirstRecord() {
+        AtomicInteger made = new AtomicInteger();
+        String name = "lazy-" + UUID.randomUUID().toString().substring(0, 8);
+        OrderedKafkaWriter writer = new OrderedKafkaWriter(() -> {
+            made.incrementAndGet();
+            return new KafkaProducer<>(producerConfig(), new StringSerializer(), new ByteArraySerializer());
+        }, name, new OrderedKafkaWriter.Listener() {
+        }, 100, 1L << 20, OrderedKafkaWriter.Start.FIRST_RECORD, List.of());
+        try {
+            assertEquals(0, made.get(), "no producer before the first record");
+            assertTrue(Thread.getAllStackTraces().keySet().stream().noneMatch(t -> t.getName().startsWith(name)),
+                    "no sender thread before the first record");
+            AtomicInteger written = new AtomicInteger();
+            writer.send(new ProducerRecord<>("iot.telemetry", "k", new byte[10]), (m, e) -> {
+                if (e == null) {
+                    written.incrementAndGet();
+                }
+            });
+            Awaitility.await().atMost(TIMEOUT).until(() -> written.get() == 1);
+            assertEquals(1, made.get());
+            assertTrue(writer.lastAnswerMillis() > 0, "a written record is an answer from Kafka");
+        } finally {
+            writer.close(Duration.ofSeconds(5));
+        }
+    }
+
+    @Test
+    void aBackgroundWriterFetchesItsTopicsMetadataBeforeAnyRecord() {
+        OrderedKafkaWriter writer = new OrderedKafkaWriter(
+                () -> new KafkaProducer<>(producerConfig(), new StringSerializer(), new ByteArraySerializer()),
+                "warm", new OrderedKafkaWriter.Listener() {
+                }, 100, 1L << 20, OrderedKafkaWriter.Start.BACKGROUND, List.of("iot.telemetry", "iot.events"));
+        try {
+            // what readiness waits for at startup: Kafka answered the ingest writer, no record needed
+            Awaitility.await().atMost(TIMEOUT).until(() -> writer.lastAnswerMillis() > 0);
+            assertEquals(0, writer.pending());
+        } finally {
+            writer.close(Duration.ofSeconds(5));
+        }
+    }
+
+    @Test
+    void aLingeringWriterKeepsTheOrderAndSettlesEveryRecord() {
+        String key = "linger-" + UUID.randomUUID();
+        OrderedKafkaWriter writer = new OrderedKafkaWriter(
+                () -> new KafkaProducer<>(producerConfig(), new StringSerializer(), new ByteArraySerializer()),
+                "linger", new OrderedKafkaWriter.Listener() {
+                }, 100_000, 1L << 30, OrderedKafkaWriter.Start.BACKGROUND, List.of());
+        writer.linger(Duration.ofMillis(20));
+        int count = 500;
+        AtomicInteger settled = new AtomicInteger();
+        try (KafkaRecords records = new KafkaRecords(servers.kafka.bootstrapServers(), "iot.telemetry")) {
+            for (int i = 0; i < count; i++) {
+                writer.send(new ProducerRecord<>("iot.telemetry", key, Integer.toString(i).getBytes(StandardCharsets.UTF_8)),
+                        (m, e) -> settled.incrementAndGet());
+                if (i % 50 == 0) {
+                    Awaitility.await().atMost(TIMEOUT).until(() -> writer.pending() == 0); // quiet spells between bursts
+                }
+            }
+            Awaitility.await().atMost(TIMEOUT).until(() -> writer.pending() == 0);
+            assertEquals(count, settled.get());
+            List<ConsumerRecord<String, byte[]>> got = records.await(r -> key.equals(r.key()), count, TIMEOUT);
+            for (int i = 0; i < count; i++) {
+                assertEquals(Integer.toString(i), new String(got.get(i).value(), StandardCharsets.UTF_8), "order at " + i);
+            }
+        } finally {
+            writer.close(Duration.ofSeconds(5));
+        }
+    }
 }
