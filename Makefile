@@ -8,7 +8,7 @@ JAVA25_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
 # The pods' JVM options (one source: kubernetes/base/configmap.yaml), for the AOT training run
 POD_JVM_OPTIONS := $(shell sed -n 's/^  JDK_JAVA_OPTIONS: "\(.*\)"$$/\1/p' kubernetes/base/configmap.yaml)
 
-.PHONY: deps build test tools run run-dynsec registry-bench bench rss faults native clean package-aot startup
+.PHONY: deps build test tools run run-dynsec registry-bench bench rss faults native clean package-aot startup startup-native
 
 # Kafka broker jars for the local servers (tests, run, bench); mosquitto and redis-server come from apt.
 deps: $(KAFKA_LIBS)/.done
@@ -72,6 +72,15 @@ startup: deps $(CP_FILE)
 	$(MVN) -q test-compile
 	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" \
 		-Dstartup.java=$(JAVA25_HOME)/bin/java -Dstartup.fastjar=target/fastjar/quarkus-run.jar $(STARTUP_OPTS) \
+		io.devicegateway.bench.StartupBench
+
+# Startup of the native executable (CI, where it can be built: ./mvnw verify -Dnative): the same measurements as
+# `make startup`, process start to first message in Kafka, 5 runs.
+startup-native: deps $(CP_FILE)
+	@ls target/*-runner >/dev/null 2>&1 || { echo "no native executable in target/: ./mvnw -B package -Dnative (native-build/build.sh)"; exit 1; }
+	$(MVN) -q test-compile
+	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" \
+		-Dstartup.variants=native -Dstartup.native=$$(ls target/*-runner | head -1) $(STARTUP_OPTS) \
 		io.devicegateway.bench.StartupBench
 
 # Native executable: needs GraalVM/Mandrel (or a container runtime with -Dquarkus.native.container-build=true).
