@@ -39,8 +39,10 @@ run: tools
 run-dynsec:
 	$(MAKE) run RUN_OPTS="-Drun.dynsec=true $(RUN_OPTS)"
 
-# The benchmark: standard scenarios against local servers (Mosquitto with its default settings); prints JSON lines
-# and a table. BENCH_OPTS="-Dbench.scenarios=raw-qos1,gateway-qos1 -Dbench.scale=0.5" (see Bench.java for all options).
+# The benchmark: standard scenarios against local servers (Mosquitto with its default settings), the gateway run as
+# the pods run it (JDK 25, the ConfigMap's JVM options, the Deployment's memory limit); prints JSON lines and a table:
+# throughput vs the raw broker, latency, CPU per process, Kafka produce requests, RSS; idle, and paced at 100, 1,000,
+# 10,000 msg/s. BENCH_OPTS="-Dbench.scenarios=idle,rate-10000-qos1,rate-1000-qos1,rate-100-qos1" (see Bench.java).
 bench: tools
 	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(BENCH_OPTS) io.devicegateway.bench.Bench
 
