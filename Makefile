@@ -8,7 +8,7 @@ JAVA25_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
 # The pods' JVM options (one source: kubernetes/base/configmap.yaml), for the AOT training run
 POD_JVM_OPTIONS := $(shell sed -n 's/^  JDK_JAVA_OPTIONS: "\(.*\)"$$/\1/p' kubernetes/base/configmap.yaml)
 
-.PHONY: deps build test tools run run-dynsec registry-bench bench rss faults native clean package-aot startup
+.PHONY: deps build test tools run run-dynsec registry-bench bench rss faults native clean package-aot startup startup-native
 
 # Kafka broker jars for the local servers (tests, run, bench); mosquitto and redis-server come from apt.
 deps: $(KAFKA_LIBS)/.done
@@ -39,8 +39,10 @@ run: tools
 run-dynsec:
 	$(MAKE) run RUN_OPTS="-Drun.dynsec=true $(RUN_OPTS)"
 
-# The benchmark: standard scenarios against local servers (Mosquitto with its default settings); prints JSON lines
-# and a table. BENCH_OPTS="-Dbench.scenarios=raw-qos1,gateway-qos1 -Dbench.scale=0.5" (see Bench.java for all options).
+# The benchmark: standard scenarios against local servers (Mosquitto with its default settings), the gateway run as
+# the pods run it (JDK 25, the ConfigMap's JVM options, the Deployment's memory limit); prints JSON lines and a table:
+# throughput vs the raw broker, latency, CPU per process, Kafka produce requests, RSS; idle, and paced at 100, 1,000,
+# 10,000 msg/s. BENCH_OPTS="-Dbench.scenarios=idle,rate-10000-qos1,rate-1000-qos1,rate-100-qos1" (see Bench.java).
 bench: tools
 	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" $(BENCH_OPTS) io.devicegateway.bench.Bench
 
@@ -72,6 +74,15 @@ startup: deps $(CP_FILE)
 	$(MVN) -q test-compile
 	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" \
 		-Dstartup.java=$(JAVA25_HOME)/bin/java -Dstartup.fastjar=target/fastjar/quarkus-run.jar $(STARTUP_OPTS) \
+		io.devicegateway.bench.StartupBench
+
+# Startup of the native executable (CI, where it can be built: ./mvnw verify -Dnative): the same measurements as
+# `make startup`, process start to first message in Kafka, 5 runs.
+startup-native: deps $(CP_FILE)
+	@ls target/*-runner >/dev/null 2>&1 || { echo "no native executable in target/: ./mvnw -B package -Dnative (native-build/build.sh)"; exit 1; }
+	$(MVN) -q test-compile
+	java -Djava.util.logging.manager=org.jboss.logmanager.LogManager -cp "$(TOOL_CP)" \
+		-Dstartup.variants=native -Dstartup.native=$$(ls target/*-runner | head -1) $(STARTUP_OPTS) \
 		io.devicegateway.bench.StartupBench
 
 # Native executable: needs GraalVM/Mandrel (or a container runtime with -Dquarkus.native.container-build=true).

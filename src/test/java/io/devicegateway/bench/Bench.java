@@ -22,6 +22,13 @@ import io.devicegateway.testing.LocalServers;
  * per scenario (with per-device out-of-order counts and, for gateway scenarios, gateway CPU per message) and a
  * table. Every wait is bounded; it always stops by itself.
  *
+ * <p>The gateway runs as the pods run it ({@code bench.pod-jvm}, default true): JDK 25, the ConfigMap's
+ * JDK_JAVA_OPTIONS and MALLOC_ARENA_MAX, the Deployment's memory limit as the JVM's RAM ({@code PodJvm}). Scenarios:
+ * {@code idle} (30 s after ready: CPU and RSS with no traffic), the unpaced throughput pairs (raw vs gateway, QoS 1
+ * and 0), and the paced {@code rate-10000-qos1}, {@code rate-1000-qos1}, {@code rate-100-qos1} (each after a warm-up at
+ * its own rate): the cost of the path at a steady rate, gateway and Kafka CPU in % of a core and the broker's produce
+ * requests per second. Every gateway row also reports the gateway's largest RSS.
+ *
  * <p>Options (system properties): {@code bench.scale} (multiplies message counts, default 1),
  * {@code bench.inflight} (Mosquitto max_inflight_messages, which only 3.1.1 subscribers get; default 0 = the
  * broker's default, 20), {@code bench.scenarios} (comma-separated names, default all), {@code bench.raw.protocol}
@@ -29,8 +36,13 @@ import io.devicegateway.testing.LocalServers;
  * Maximum for the raw MQTT 5 subscriber; default: the client's default, which Mosquitto treats as its
  * max_inflight_messages, 20), {@code bench.gateway.config} ({@code key=value;key=value}
  * gateway settings, e.g. a producer override), {@code bench.gateway.jar} (another build's
- * {@code quarkus-run.jar}, to compare versions in the same conditions), {@code bench.e2e-window} (for the unpaced scenarios: the most messages all devices keep
- * published but not yet delivered; default 1000; 0 = an open-loop flood). A stock Mosquitto never pushes back on QoS 1
+ * {@code quarkus-run.jar}, to compare versions in the same conditions), {@code bench.e2e-window} (for the unpaced
+ * scenarios: the most messages all devices keep published but not yet delivered; default 1000; 0 = an open-loop
+ * flood), {@code bench.rate.seconds} (measured length of each paced scenario, default 20, times bench.scale),
+ * {@code bench.rate.warmup-seconds} (default 10), {@code bench.idle-seconds} (default 30), {@code bench.pod-jvm}
+ * (false: -Xmx512m on this JVM instead), {@code bench.java} (the gateway's java binary), {@code bench.gateway.jvm}
+ * (extra JVM options), {@code bench.nmt} (native memory tracking, its categories printed at the end). A stock
+ * Mosquitto never pushes back on QoS 1
  * publishers: it acknowledges them and drops what does not fit a subscriber's queue. Measured on Debian's 2.0.11
  * (10 publishers, one subscriber, 200,000 messages): open loop, about 1 % arrives; with a window of N, about N are
  * still dropped, whatever the subscriber's protocol or Receive Maximum. Each row reports what the broker dropped.

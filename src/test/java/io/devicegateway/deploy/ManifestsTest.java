@@ -508,7 +508,7 @@ class ManifestsTest {
 
     /** README (Footprint): idle RSS and RSS under full QoS 1 load with these options, measured by `make rss`. */
     static final String MEMORY_REQUEST = "192Mi";
-    static final String MEMORY_LIMIT = "384Mi";
+    static final String MEMORY_LIMIT = "448Mi";
     /** Options a small JVM pod needs; the value of each is checked below. */
     static final List<String> REQUIRED_JVM_FLAGS = List.of("-XX:+UseSerialGC", "-XX:MaxRAMPercentage=",
             "-XX:ActiveProcessorCount=", "-Xss", "-XX:MaxMetaspaceSize=", "-XX:ReservedCodeCacheSize=",
