@@ -33,8 +33,12 @@ public class DeferredChannels {
     private final Vertx vertx;
     private volatile long timer = -1;
 
-    DeferredChannels(ChannelRegistry channels, MqttConnection mqtt, @Readiness KafkaReadiness kafka, Vertx vertx) {
+    private final org.eclipse.microprofile.config.Config config;
+
+    DeferredChannels(ChannelRegistry channels, MqttConnection mqtt, @Readiness KafkaReadiness kafka, Vertx vertx,
+            org.eclipse.microprofile.config.Config config) {
         this.channels = channels;
+        this.config = config;
         this.mqtt = mqtt;
         this.kafka = kafka;
         this.vertx = vertx;
@@ -55,7 +59,10 @@ public class DeferredChannels {
     private void resumeAll() {
         for (String name : channels.getIncomingNames()) {
             PausableChannel channel = channels.getPausable(name);
-            if (channel != null && channel.isPaused()) {
+            // only channels configured to wait for this; one that other code pauses (back-pressure) is left to it
+            boolean deferred = config.getOptionalValue("mp.messaging.incoming." + name + ".pausable.initially-paused",
+                    Boolean.class).orElse(false);
+            if (channel != null && deferred && channel.isPaused()) {
                 LOG.debugf("Gateway ready: starting channel %s", name);
                 channel.resume();
             }

@@ -62,7 +62,8 @@ import io.devicegateway.testing.PodJvm;
  * JVM options for the JVM variants, space-separated), {@code startup.pod-jvm} (default true: the manifests' options;
  * false: none), {@code startup.timeout} (seconds per wait, default 60), {@code startup.fastjar} (the fast-jar's
  * {@code quarkus-run.jar}), {@code startup.native} (a native executable), {@code startup.variants} (comma-separated
- * subset of jvm, jvm+aot-cache, native).
+ * subset of jvm, jvm+aot-cache, native), {@code startup.ref-jar} (another build's quarkus-run.jar, run as variant
+ * {@code ref} alongside: before/after in the same minutes).
  */
 public final class StartupBench {
 
@@ -130,6 +131,12 @@ public final class StartupBench {
             // AOTMode=on: refuse to start rather than silently run without the cache (wrong JDK, options or jars)
             aotOptions.addAll(List.of("-XX:AOTCache=" + aot, "-XX:AOTMode=on"));
             variants.add(new Variant("jvm+aot-cache", jar, aotOptions, false));
+        }
+        // another build's quarkus-run.jar (e.g. the previous version) started the same way, alternating with the others:
+        // a before/after in the same minutes on a shared machine
+        String refJar = System.getProperty("startup.ref-jar", "").trim();
+        if (!refJar.isEmpty()) {
+            variants.add(new Variant("ref", Paths.get(refJar), options, false));
         }
         String nativeExecutable = System.getProperty("startup.native", "").trim();
         if (wanted.contains("native") && !nativeExecutable.isEmpty()) {
