@@ -275,6 +275,10 @@ public final class Bench {
                 gatewayCpu, kafkaCpu, requests);
         System.out.printf(Locale.ROOT, "%nidle %d s after ready: gateway RSS %d MiB, gateway CPU %.2f %% of a core, "
                 + "Kafka CPU %.2f %%, %d produce requests%n", seconds, rss, gatewayCpu, kafkaCpu, requests);
+        if (Boolean.getBoolean("bench.nmt")) {
+            System.out.println("native memory when idle (NMT, committed KiB by category; NMT itself adds ~3 MiB):");
+            nativeMemory(gateway.pid()).forEach((k, v) -> System.out.printf("  %8d %s%n", v, k));
+        }
     }
 
     /** What holds the gateway's memory after the scenarios, from its own JVM meters: evidence for the footprint. */
