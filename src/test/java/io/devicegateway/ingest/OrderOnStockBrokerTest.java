@@ -67,29 +67,7 @@ class OrderOnStockBrokerTest {
             }
             CompletableFuture.allOf(done.toArray(CompletableFuture[]::new)).join();
 
-            Set<String> ours = Set.copyOf(ids);
-            List<ConsumerRecord<String, byte[]>> records;
-            try {
-                records = telemetry.await(r -> ours.contains(r.key()), DEVICES * PER_DEVICE, Duration.ofSeconds(60));
-            } catch (org.awaitility.core.ConditionTimeoutException e) {
-                records = telemetry.drain(r -> ours.contains(r.key())); // the counts below say what is missing
-            }
-            Map<String, Long> last = new HashMap<>();
-            long outOfOrder = 0;
-            Map<String, Integer> counts = new HashMap<>();
-            for (ConsumerRecord<String, byte[]> record : records) {
-                long seq = ByteBuffer.wrap(io.devicegateway.v1.DeviceMessage.parseFrom(record.value()).getPayload()
-                        .toByteArray()).getLong();
-                Long previous = last.put(record.key(), seq);
-                if (previous != null && seq <= previous) {
-                    outOfOrder++;
-                }
-                counts.merge(record.key(), 1, Integer::sum);
-            }
-            assertEquals(0, outOfOrder, "records out of device order");
-            for (String id : ids) {
-                assertEquals(PER_DEVICE, counts.getOrDefault(id, 0), "records of " + id);
-            }
+            assertAllInDeviceOrder(records(telemetry, ids, PER_DEVICE, Duration.ofSeconds(60)), ids, PER_DEVICE);
         } finally {
             clients.forEach(c -> c.disconnect().join());
         }
@@ -141,32 +119,11 @@ class OrderOnStockBrokerTest {
             }
             CompletableFuture.allOf(done.toArray(CompletableFuture[]::new)).join();
 
-            Set<String> ours = Set.copyOf(ids);
-            List<ConsumerRecord<String, byte[]>> records;
-            try {
-                records = telemetry.await(r -> ours.contains(r.key()), devices * perDevice, Duration.ofSeconds(90));
-            } catch (org.awaitility.core.ConditionTimeoutException e) {
-                records = telemetry.drain(r -> ours.contains(r.key()));
-            }
+            List<ConsumerRecord<String, byte[]>> records = records(telemetry, ids, perDevice, Duration.ofSeconds(90));
             assertTrue(metric("gateway_mqtt_broker_dropped_total") > droppedBefore,
                     "the broker dropped messages for the lagging gateway (else this test shows nothing)");
             assertTrue(metric("gateway_mqtt_resend_reconnects_total") > resendsBefore, "reconnected for the resend");
-            Map<String, Long> last = new HashMap<>();
-            Map<String, Integer> counts = new HashMap<>();
-            long outOfOrder = 0;
-            for (ConsumerRecord<String, byte[]> record : records) {
-                long seq = ByteBuffer.wrap(io.devicegateway.v1.DeviceMessage.parseFrom(record.value()).getPayload()
-                        .toByteArray()).getLong();
-                Long previous = last.put(record.key(), seq);
-                if (previous != null && seq <= previous) {
-                    outOfOrder++;
-                }
-                counts.merge(record.key(), 1, Integer::sum);
-            }
-            assertEquals(0, outOfOrder, "records out of device order");
-            for (String id : ids) {
-                assertEquals(perDevice, counts.getOrDefault(id, 0), "records of " + id);
-            }
+            assertAllInDeviceOrder(records, ids, perDevice);
         } finally {
             if (paused) {
                 connection.resumeInbound("test-lag");
@@ -177,6 +134,38 @@ class OrderOnStockBrokerTest {
 
     @Inject
     MqttConnection connection;
+
+    /** Every record of these devices, waiting for {@code perDevice} each; what arrived if they never all do. */
+    private static List<ConsumerRecord<String, byte[]>> records(KafkaRecords telemetry, List<String> ids,
+            int perDevice, Duration timeout) {
+        Set<String> ours = Set.copyOf(ids);
+        try {
+            return telemetry.await(r -> ours.contains(r.key()), ids.size() * perDevice, timeout);
+        } catch (org.awaitility.core.ConditionTimeoutException e) {
+            return telemetry.drain(r -> ours.contains(r.key())); // the counts in the assertions say what is missing
+        }
+    }
+
+    /** No record after a later one of the same device, and {@code perDevice} records of each device. */
+    private static void assertAllInDeviceOrder(List<ConsumerRecord<String, byte[]>> records, List<String> ids,
+            int perDevice) throws Exception {
+        Map<String, Long> last = new HashMap<>();
+        Map<String, Integer> counts = new HashMap<>();
+        long outOfOrder = 0;
+        for (ConsumerRecord<String, byte[]> record : records) {
+            long seq = ByteBuffer.wrap(io.devicegateway.v1.DeviceMessage.parseFrom(record.value()).getPayload()
+                    .toByteArray()).getLong();
+            Long previous = last.put(record.key(), seq);
+            if (previous != null && seq <= previous) {
+                outOfOrder++;
+            }
+            counts.merge(record.key(), 1, Integer::sum);
+        }
+        assertEquals(0, outOfOrder, "records out of device order");
+        for (String id : ids) {
+            assertEquals(perDevice, counts.getOrDefault(id, 0), "records of " + id);
+        }
+    }
 
     private static double metric(String series) {
         double value = PrometheusText.sample(given().get("/q/metrics").asString(), series);

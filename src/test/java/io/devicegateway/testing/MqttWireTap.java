@@ -80,9 +80,9 @@ public final class MqttWireTap implements AutoCloseable {
         t.start();
     }
 
-    private void decodeAndForward(InputStream from, OutputStream to) throws IOException {
-        DataInputStream in = new DataInputStream(from);
-        while (true) {
+    /** One MQTT packet as read off the wire: fixed header byte, the remaining-length bytes as sent, the rest. */
+    private record Packet(int header, byte[] lengthBytes, int lengthSize, byte[] body) {
+        static Packet read(DataInputStream in) throws IOException {
             int header = in.readUnsignedByte();
             int length = 0;
             int multiplier = 1;
@@ -97,15 +97,30 @@ public final class MqttWireTap implements AutoCloseable {
             } while ((b & 0x80) != 0);
             byte[] body = new byte[length];
             in.readFully(body);
+            return new Packet(header, lengthBytes, n, body);
+        }
+
+        void writeTo(OutputStream out) throws IOException {
+            out.write(header);
+            out.write(lengthBytes, 0, lengthSize);
+            out.write(body);
+        }
+    }
+
+    private void decodeAndForward(InputStream from, OutputStream to) throws IOException {
+        DataInputStream in = new DataInputStream(from);
+        while (true) {
+            Packet packet = Packet.read(in);
+            int header = packet.header();
+            byte[] body = packet.body();
+            int length = body.length;
             if ((header >> 4) == PUBACK && length >= 2) {
                 int packetId = ((body[0] & 0xff) << 8) | (body[1] & 0xff);
                 if (!probeDeliveries.remove(packetId)) {
                     pubAcks.add(new PubAck(packetId, System.currentTimeMillis()));
                 }
             }
-            to.write(header);
-            to.write(lengthBytes, 0, n);
-            to.write(body);
+            packet.writeTo(to);
             to.flush();
         }
     }
@@ -119,20 +134,10 @@ public final class MqttWireTap implements AutoCloseable {
         DataInputStream in = new DataInputStream(new java.io.BufferedInputStream(from, 16384));
         java.io.BufferedOutputStream out = new java.io.BufferedOutputStream(to, 16384);
         while (true) {
-            int header = in.readUnsignedByte();
-            int length = 0;
-            int multiplier = 1;
-            byte[] lengthBytes = new byte[4];
-            int n = 0;
-            int b;
-            do {
-                b = in.readUnsignedByte();
-                lengthBytes[n++] = (byte) b;
-                length += (b & 0x7f) * multiplier;
-                multiplier *= 128;
-            } while ((b & 0x80) != 0);
-            byte[] body = new byte[length];
-            in.readFully(body);
+            Packet packet = Packet.read(in);
+            int header = packet.header();
+            byte[] body = packet.body();
+            int length = body.length;
             if ((header >> 4) == PUBLISH && ((header >> 1) & 3) > 0 && length >= 2) {
                 int topicLength = ((body[0] & 0xff) << 8) | (body[1] & 0xff);
                 String topic = new String(body, 2, topicLength, java.nio.charset.StandardCharsets.UTF_8);
@@ -140,9 +145,7 @@ public final class MqttWireTap implements AutoCloseable {
                     probeDeliveries.add(((body[2 + topicLength] & 0xff) << 8) | (body[3 + topicLength] & 0xff));
                 }
             }
-            out.write(header);
-            out.write(lengthBytes, 0, n);
-            out.write(body);
+            packet.writeTo(out);
             if (in.available() == 0) {
                 out.flush();
             }
