@@ -167,7 +167,6 @@ final class MqttLink {
      * back with the broker's next packet id and reveals any skipped before it.
      */
     private boolean receivedSinceProbe;
-    private long lastInboundNanos;
     private long probeTimer = -1;
     static final long PROBE_QUIET_NANOS = 300_000_000L;
     /** Inbound QoS 2 packet ids whose PUBREC went out, waiting for PUBREL. */
@@ -389,7 +388,6 @@ final class MqttLink {
         if (qos > 0) {
             unacked.incrementAndGet();
             if (settings.probeTopic() != null) {
-                lastInboundNanos = System.nanoTime();
                 receivedSinceProbe |= !topic.equals(settings.probeTopic());
             }
         }
@@ -646,7 +644,7 @@ final class MqttLink {
                 return;
             }
             if (receivedSinceProbe && !dropping && !readsPaused
-                    && System.nanoTime() - lastInboundNanos >= PROBE_QUIET_NANOS) {
+                    && System.nanoTime() - lastReadNanos >= PROBE_QUIET_NANOS) { // set for every packet read
                 receivedSinceProbe = false;
                 publish(settings.probeTopic(), new byte[0], 1, false, null)
                         .onFailure(e -> LOG.debugf("Sequence probe on %s failed: %s", settings.clientId(), e.toString()));
