@@ -33,6 +33,10 @@ public final class DeviceSimulator implements AutoCloseable {
     private final AtomicLong published = new AtomicLong();
     private volatile java.util.function.LongSupplier delivered;
     private volatile long endToEndWindow;
+    /** Nanoseconds without a delivery, window full, after which what is outstanding counts as lost; 0 = never. */
+    private volatile long writeOffNanos;
+    /** Messages the window stopped waiting for (written off as lost by the broker). */
+    private final java.util.concurrent.atomic.AtomicLong writtenOff = new java.util.concurrent.atomic.AtomicLong();
 
     /**
      * @param topicPattern topic with {@code %s} for the device id, e.g. {@code devices/%s/telemetry}
@@ -78,6 +82,20 @@ public final class DeviceSimulator implements AutoCloseable {
         this.delivered = delivered;
         this.endToEndWindow = window;
         return this;
+    }
+
+    /**
+     * For a sink that cannot recover what the broker drops (the plain subscriber): when the window has been full with
+     * no delivery for {@code after}, the outstanding messages stop counting against it (a drop then costs one pause
+     * instead of shrinking the window for the rest of the run). The missing messages are still counted as missing.
+     */
+    public DeviceSimulator writeOffLostAfter(java.time.Duration after) {
+        this.writeOffNanos = after.toNanos();
+        return this;
+    }
+
+    public long writtenOff() {
+        return writtenOff.get();
     }
 
     public List<String> deviceIds() {
@@ -221,11 +239,19 @@ public final class DeviceSimulator implements AutoCloseable {
         }
         long waitingSince = 0;
         long lastDelivered = -1;
-        while (published.get() - out.getAsLong() >= window) {
+        while (published.get() - out.getAsLong() - writtenOff.get() >= window) {
             long now = System.nanoTime();
             long d = out.getAsLong();
             if (d != lastDelivered) {
                 lastDelivered = d;
+                waitingSince = now;
+            } else if (writeOffNanos > 0 && now - waitingSince > writeOffNanos) {
+                synchronized (writtenOff) { // one thread writes off what all of them wait for
+                    long outstanding = published.get() - out.getAsLong() - writtenOff.get();
+                    if (outstanding >= window && out.getAsLong() == d) {
+                        writtenOff.addAndGet(outstanding);
+                    }
+                }
                 waitingSince = now;
             } else if (now - waitingSince > 30_000_000_000L) {
                 return false;

@@ -489,6 +489,31 @@ public final class LocalServers implements AutoCloseable {
         }
     }
 
+    /**
+     * CPU time (user + system, ms) of each thread of a process, grouped by thread name with trailing numbers removed
+     * ("C2 CompilerThread0" and "C2 CompilerThread1" are one group, "vert.x-eventloop-thread-0" is
+     * "vert.x-eventloop-thread-"). Threads that ended are not counted. Empty when /proc cannot be read.
+     */
+    public static Map<String, Long> cpuMillisByThreadGroup(long pid) {
+        Map<String, Long> groups = new java.util.TreeMap<>();
+        try (var tasks = Files.list(Paths.get("/proc", Long.toString(pid), "task"))) {
+            for (Path task : (Iterable<Path>) tasks::iterator) {
+                try {
+                    String stat = Files.readString(task.resolve("stat"));
+                    String name = stat.substring(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+                    String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+                    long ms = (Long.parseLong(fields[11]) + Long.parseLong(fields[12])) * 10;
+                    groups.merge(name.replaceAll("[#0-9]+$", "").trim(), ms, Long::sum);
+                } catch (IOException | RuntimeException e) {
+                    // the thread ended between the listing and the read
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            return Map.of();
+        }
+        return groups;
+    }
+
     /** Resident set size of a process in MiB, 0 when it cannot be read. */
     public static long rssMiB(long pid) {
         try {
