@@ -27,9 +27,9 @@ final class DeviceChannelMessage<T> implements Message<T> {
 
     final InboundMessage source;
     private final T payload;
-    private final MqttIngestConnector owner;
+    private final MqttIngestConnector.Subscription owner;
 
-    DeviceChannelMessage(InboundMessage source, T payload, MqttIngestConnector owner) {
+    DeviceChannelMessage(InboundMessage source, T payload, MqttIngestConnector.Subscription owner) {
         this.source = source;
         this.payload = payload;
         this.owner = owner;

@@ -5,6 +5,7 @@ import java.util.List;
 import java.util.concurrent.Flow;
 
 import jakarta.enterprise.event.Observes;
+import jakarta.enterprise.inject.Produces;
 import jakarta.inject.Singleton;
 
 import org.eclipse.microprofile.config.Config;
@@ -25,6 +26,10 @@ import io.smallrye.reactive.messaging.connector.InboundConnector;
  * while wiring (StartupEvent, priority {@code LIBRARY_BEFORE}), before {@code MqttConnection} collects its
  * subscriptions and connects (StartupEvent, last), so the filters are known before the broker sends anything.
  *
+ * <p>The per-message work (receipt, ack, nack) is on a plain object, {@link Subscription}, that the connector produces
+ * as the {@link MqttSubscription} bean: Quarkus binds an interceptor to connector classes (for their
+ * {@code getPublisher}), and every call into the connector bean itself runs through it.
+ *
  * <p>Each message's {@code ack()} sends its PUBACK; {@code nack()} dead-letters it as {@code processing-failed} and
  * sends the PUBACK once that is in Kafka. Messages received and not yet settled count against {@code max-in-flight} /
  * {@code max-in-flight-bytes}; at either bound the connection stops reading until both are at half. Emission honours
@@ -43,7 +48,7 @@ import io.smallrye.reactive.messaging.connector.InboundConnector;
 @ConnectorAttribute(name = "max-in-flight-bytes", type = "long", direction = Direction.INCOMING,
         alias = "gateway.ingest.max-in-flight-bytes", defaultValue = "33554432",
         description = "The same bound in payload bytes; reading stops at whichever bound is reached first")
-public class MqttIngestConnector implements InboundConnector, MqttSubscription {
+public class MqttIngestConnector implements InboundConnector {
 
     public static final String NAME = "device-gateway-mqtt";
     private static final Logger LOG = Logger.getLogger(MqttIngestConnector.class);
@@ -53,6 +58,7 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
     private final IngestWriter writer;
     private final boolean active;
     private volatile MqttChannelSource source;
+    private final Subscription subscription = new Subscription();
 
     MqttIngestConnector(IngestConfig config, InFlight inFlight, IngestWriter writer) {
         this.config = config;
@@ -80,7 +86,7 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
                     filters, maxInFlight, maxInFlightBytes);
         }
         MqttChannelSource created = new MqttChannelSource(name, active ? List.copyOf(filters) : List.of(),
-                inFlight::abandon, this::nacked);
+                inFlight::abandon, subscription::nacked);
         source = created;
         return created;
     }
@@ -103,21 +109,11 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
         return filters;
     }
 
-    @Override
-    public List<String> filters() {
-        MqttChannelSource s = source;
-        return s == null ? List.of() : s.filters();
-    }
-
-    @Override
-    public int inFlight() {
-        return active ? inFlight.count() : 0;
-    }
-
-    @Override
-    public void onMessage(InboundMessage message) {
-        inFlight.take(message);
-        source.emit(new DeviceChannelMessage<>(message, message, this));
+    /** The ingest channel's share of the MQTT connection (MqttConnection collects it with the other subscriptions). */
+    @Produces
+    @Singleton
+    MqttSubscription ingestSubscription() {
+        return subscription;
     }
 
     /** Why the ingest channel no longer takes messages (cancelled downstream), or null while it does. */
@@ -126,13 +122,34 @@ public class MqttIngestConnector implements InboundConnector, MqttSubscription {
         return active && s != null && s.cancelled() ? "channel " + s.channel() + " was cancelled" : null;
     }
 
-    /** A channel message's ack: the PUBACK, once. */
-    void acked(InboundMessage message) {
-        inFlight.ack(message);
-    }
+    /** Receipt, ack and nack of every ingest message: a plain object, so no interceptor runs per message. */
+    final class Subscription implements MqttSubscription {
 
-    /** A channel message's nack: a {@code processing-failed} dead letter, then the PUBACK. */
-    void nacked(InboundMessage message, Throwable reason) {
-        writer.processingFailed(message, reason);
+        @Override
+        public List<String> filters() {
+            MqttChannelSource s = source;
+            return s == null ? List.of() : s.filters();
+        }
+
+        @Override
+        public int inFlight() {
+            return active ? inFlight.count() : 0;
+        }
+
+        @Override
+        public void onMessage(InboundMessage message) {
+            inFlight.take(message);
+            source.emit(new DeviceChannelMessage<>(message, message, this));
+        }
+
+        /** A channel message's ack: the PUBACK, once. */
+        void acked(InboundMessage message) {
+            inFlight.ack(message);
+        }
+
+        /** A channel message's nack: a {@code processing-failed} dead letter, then the PUBACK. */
+        void nacked(InboundMessage message, Throwable reason) {
+            writer.processingFailed(message, reason);
+        }
     }
 }
