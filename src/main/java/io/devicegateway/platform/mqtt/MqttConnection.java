@@ -76,6 +76,9 @@ public class MqttConnection {
     private final Counter resendReconnects;
     /** The last link disconnected so that the broker resends what it dropped: the next one expects that resend. */
     private boolean resendNext;
+    /** The next connection for a resend, socket opened while the broker closes the last one; its CONNECT waits. */
+    private MqttLink resendLink;
+    private Promise<Void> resendLogin;
     private final AtomicInteger state = new AtomicInteger(); // 0 down, 1 connected, 2 connected and subscribed
     private final AtomicBoolean stopping = new AtomicBoolean();
 
@@ -446,7 +449,17 @@ public class MqttConnection {
         if (stopping.get()) {
             return;
         }
-        MqttLink attempt = newLink(clientId, false, new MqttLink.Listener() {
+        MqttLink attempt = newAttempt();
+        if (resendNext) {
+            resendNext = false;
+            attempt.expectResend();
+        }
+        link = attempt;
+        handshake(attempt, Future.succeededFuture());
+    }
+
+    private MqttLink newAttempt() {
+        return newLink(clientId, false, new MqttLink.Listener() {
             @Override
             public void onPublish(InboundMessage message) {
                 dispatch(message);
@@ -461,13 +474,29 @@ public class MqttConnection {
             public void onBrokerDropped(MqttLink dropping, int first, int last) {
                 brokerDrops.increment(last >= first ? last - first + 1 : last + 65_535 - first + 1);
             }
+
+            @Override
+            public void onResendDisconnecting(MqttLink dropping) {
+                prepareResendLink(dropping);
+            }
         });
-        if (resendNext) {
-            resendNext = false;
-            attempt.expectResend();
+    }
+
+    /** Opens the next connection's socket now; its CONNECT goes out when the dropping link has closed. */
+    private void prepareResendLink(MqttLink dropping) {
+        if (dropping != link || stopping.get() || resendLink != null) {
+            return;
         }
-        link = attempt;
-        attempt.connect().onSuccess(connAck -> {
+        MqttLink next = newAttempt();
+        next.expectResend();
+        resendLink = next;
+        resendLogin = Promise.promise();
+        handshake(next, resendLogin.future());
+    }
+
+    /** Connects {@code attempt} (CONNECT once {@code loginWhen} succeeds) and subscribes; on failure, retries. */
+    private void handshake(MqttLink attempt, Future<Void> loginWhen) {
+        attempt.connect(loginWhen).onSuccess(connAck -> {
             LOG.infof("MQTT connected to %s:%d as %s (session present: %s, broker receive maximum %d)", config.host(),
                     config.port(), clientId, connAck.sessionPresent(), connAck.serverReceiveMaximum());
             state.set(1);
@@ -477,6 +506,9 @@ public class MqttConnection {
             }
             subscribe(attempt);
         }).onFailure(e -> {
+            if (attempt != link) {
+                return; // a prepared resend connection that was not used (onClosed falls back to a new one)
+            }
             problem = describe(e);
             LOG.warnf("MQTT connect to %s:%d as %s failed: %s", config.host(), config.port(), clientId, problem);
             scheduleReconnect();
@@ -545,13 +577,31 @@ public class MqttConnection {
         }
         boolean wasUp = state.getAndSet(0) > 0;
         problem = why;
+        MqttLink prepared = resendLink;
+        Promise<Void> login = resendLogin;
+        resendLink = null;
+        resendLogin = null;
         if (closed.closedForResend() && !stopping.get()) {
-            // not a failure: the same session at once, no backoff; the broker resends from the first dropped message
+            // not a failure: the same session at once, no backoff and no lease round trip (the lease is still ours;
+            // its renewal closes the link if not); the broker resends from the first dropped message. Every
+            // millisecond counts: while the session has no connection the broker drops new messages for it.
             LOG.infof("Reconnecting %s so that the broker resends the messages it dropped", clientId);
-            resendNext = true;
             resendReconnects.increment();
-            establish();
+            if (prepared != null && !prepared.isClosed()) {
+                link = prepared;
+                login.complete();
+            } else {
+                if (prepared != null) {
+                    login.tryFail(new IllegalStateException("not used"));
+                }
+                resendNext = true;
+                connect();
+            }
             return;
+        }
+        if (prepared != null) {
+            login.tryFail(new IllegalStateException("the connection closed for another reason: " + why));
+            prepared.close("not used: " + why);
         }
         if (wasUp && !stopping.get()) {
             LOG.warnf("MQTT connection lost (%s); reconnecting", why);

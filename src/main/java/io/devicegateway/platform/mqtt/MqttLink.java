@@ -79,6 +79,15 @@ final class MqttLink {
          */
         default void onBrokerDropped(MqttLink link, int first, int last) {
         }
+
+        /**
+         * The link has sent its DISCONNECT for a resend and waits for the broker to close: the moment to open the next
+         * connection's socket, so that its CONNECT can go out as soon as this one is closed. While the session has no
+         * connection, Mosquitto counts its in-flight messages against max_queued_messages (1000) and drops every new
+         * message for it at once.
+         */
+        default void onResendDisconnecting(MqttLink link) {
+        }
     }
 
     /** How to connect. */
@@ -211,16 +220,26 @@ final class MqttLink {
 
     /** Opens the socket and sends CONNECT; completes with the CONNACK. Call on the context. */
     Future<ConnAck> connect() {
+        return connect(Future.succeededFuture());
+    }
+
+    /**
+     * Opens the socket now and sends CONNECT once {@code loginWhen} has succeeded (a failure closes the link);
+     * completes with the CONNACK. The connect timeout covers opening the socket, and then the CONNACK from CONNECT on.
+     * Call on the context; complete {@code loginWhen} on it too.
+     */
+    Future<ConnAck> connect(Future<Void> loginWhen) {
         connecting = Promise.promise();
         Promise<ConnAck> result = connecting;
-        long timer = vertx.setTimer(settings.connectTimeoutMillis(), id -> {
-            if (!connected && !closed) {
-                fail("no CONNACK within " + settings.connectTimeoutMillis() + " ms");
+        long[] timer = { vertx.setTimer(settings.connectTimeoutMillis(), id -> {
+            if (socket == null && !closed) {
+                fail("no connection within " + settings.connectTimeoutMillis() + " ms");
             }
-        });
+        }) };
+        result.future().onComplete(done -> vertx.cancelTimer(timer[0]));
         netClient.connect(port, host).onComplete(ar -> {
+            vertx.cancelTimer(timer[0]);
             if (ar.failed()) {
-                vertx.cancelTimer(timer);
                 closed = true;
                 result.tryFail(ar.cause());
                 return;
@@ -241,10 +260,30 @@ final class MqttLink {
                 socket.close();
                 return;
             }
-            lastReadNanos = System.nanoTime();
-            write(connectMessage(), true);
+            loginWhen.onComplete(go -> {
+                if (closed) {
+                    result.tryFail(new IllegalStateException("MQTT connection closed before CONNECT: " + lastCloseReason));
+                    return;
+                }
+                if (go.failed()) {
+                    fail("not logging in: " + go.cause().getMessage());
+                    return;
+                }
+                timer[0] = vertx.setTimer(settings.connectTimeoutMillis(), id -> {
+                    if (!connected && !closed) {
+                        fail("no CONNACK within " + settings.connectTimeoutMillis() + " ms");
+                    }
+                });
+                lastReadNanos = System.nanoTime();
+                write(connectMessage(), true);
+            });
         });
-        return result.future().onComplete(done -> vertx.cancelTimer(timer));
+        return result.future();
+    }
+
+    /** Closed, by either side (or never opened). */
+    boolean isClosed() {
+        return closed;
     }
 
     private MqttMessage connectMessage() {
@@ -443,6 +482,7 @@ final class MqttLink {
             channel.writeAndFlush(disconnectMessage(false));
             channel.channel().config().setAutoRead(true); // to see the close; anything still arriving is discarded
             vertx.setTimer(5_000, id -> context.runOnContext(v -> close("the broker did not close after DISCONNECT")));
+            listener.onResendDisconnecting(this);
         }
     }
 
