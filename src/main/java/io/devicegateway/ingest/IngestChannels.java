@@ -9,6 +9,9 @@ import org.eclipse.microprofile.reactive.messaging.Outgoing;
 import io.devicegateway.platform.mqtt.InboundMessage;
 import io.smallrye.common.annotation.NonBlocking;
 import io.smallrye.mutiny.Multi;
+import io.smallrye.mutiny.operators.multi.AbstractMultiOperator;
+import io.smallrye.mutiny.operators.multi.MultiOperatorProcessor;
+import io.smallrye.mutiny.subscription.MultiSubscriber;
 
 /**
  * The ingest's processing step between the channels {@code device-messages} (MQTT, {@code device-gateway-mqtt}) and
@@ -23,7 +26,12 @@ import io.smallrye.mutiny.Multi;
  * acking it (the MANUAL strategy of message methods; only post-processing acks a skipped one); and a typed parameter
  * ({@code Multi<Message<InboundMessage>>}) adds a Uni-per-message converter step; the wildcard avoids it (SmallRye
  * then logs SRMSG00233 "unable to extract the ingested payload type" at build time: expected). Here the
- * method runs once at wiring and each message costs one map and one filter, on the MQTT event loop.
+ * method runs once at wiring and each message costs one call of one operator, on the MQTT event loop.
+ *
+ * <p>The operator is our own ({@link Step}) rather than {@code map} + {@code select().where}: Mutiny hands every
+ * function given to its operators to the installed interceptors, and Quarkus' context-propagation interceptor wraps
+ * each in a contextual function that captures and restores thread contexts for every item (an object and a context
+ * switch per message per operator; measured ~2 % of the gateway's CPU at QoS 0). Nothing here uses those contexts.
  */
 @ApplicationScoped
 public class IngestChannels {
@@ -46,7 +54,7 @@ public class IngestChannels {
     @Outgoing(DEVICE_RECORDS)
     @NonBlocking
     public Multi<Message<?>> process(Multi<Message<?>> messages) {
-        return messages.map(this::step).select().where(m -> m != SKIPPED);
+        return new Step(messages);
     }
 
     private Message<?> step(Message<?> message) {
@@ -64,6 +72,50 @@ public class IngestChannels {
             // never let one message fail the stream (Mutiny would end it): this message gets its defined end instead
             message.nack(e);
             return SKIPPED;
+        }
+    }
+
+    /** {@link #step} on each message; what it settled itself is not passed on (and replaced by one more request). */
+    private final class Step extends AbstractMultiOperator<Message<?>, Message<?>> {
+
+        Step(Multi<Message<?>> upstream) {
+            super(upstream);
+        }
+
+        @Override
+        public void subscribe(MultiSubscriber<? super Message<?>> downstream) {
+            upstream.subscribe().withSubscriber(new StepProcessor(downstream));
+        }
+    }
+
+    private final class StepProcessor extends MultiOperatorProcessor<Message<?>, Message<?>> {
+
+        /** The downstream asked for everything (the Kafka connector does): a skipped message needs no new request. */
+        private boolean unbounded;
+
+        StepProcessor(MultiSubscriber<? super Message<?>> downstream) {
+            super(downstream);
+        }
+
+        @Override
+        public void request(long n) {
+            if (n == Long.MAX_VALUE) {
+                unbounded = true;
+            }
+            super.request(n);
+        }
+
+        @Override
+        public void onItem(Message<?> item) {
+            if (isDone()) {
+                return;
+            }
+            Message<?> out = step(item);
+            if (out != SKIPPED) {
+                downstream.onItem(out);
+            } else if (!unbounded) {
+                super.request(1);
+            }
         }
     }
 }
