@@ -26,7 +26,7 @@ public final class DeviceRecord {
     final long sequence;
     final long epoch;
     Deduplicator.Ticket ticket;
-    /** The channel message to acknowledge once Kafka has the record; null on the direct path (acked through InFlight). */
+    /** The channel message to acknowledge once Kafka has the record when a step wrapped it; else acked through InFlight. */
     Message<?> message;
 
     DeviceRecord(InboundMessage source, String topic, String key, byte[] value, RecordHeaders headers, MessageKind kind,

@@ -13,7 +13,7 @@ import io.micrometer.core.instrument.MeterRegistry;
 /**
  * Ingest's bound on work between MQTT receipt and settlement (the PUBACK after Kafka, or a message given up for
  * redelivery), in messages and in payload bytes. At either bound reading from the broker stops
- * ({@code pauseInbound("ingest")}); it resumes once both are at half. Shared by both ingest paths and by the dead
+ * ({@code pauseInbound("ingest")}); it resumes once both are at half. Shared by the ingest channels and by the dead
  * letters of presence and responses, and the one place that sends an ingested message's PUBACK, exactly once.
  */
 @Singleton

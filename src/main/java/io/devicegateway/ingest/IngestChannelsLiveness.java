@@ -18,21 +18,16 @@ public class IngestChannelsLiveness implements HealthCheck {
 
     private final MqttIngestConnector inbound;
     private final KafkaIngestConnector outbound;
-    private final boolean channels;
 
     IngestChannelsLiveness(@Connector(MqttIngestConnector.NAME) MqttIngestConnector inbound,
-            @Connector(KafkaIngestConnector.NAME) KafkaIngestConnector outbound, IngestConfig config) {
+            @Connector(KafkaIngestConnector.NAME) KafkaIngestConnector outbound) {
         this.inbound = inbound;
         this.outbound = outbound;
-        this.channels = config.path() == IngestConfig.Path.CHANNELS;
     }
 
     @Override
     public HealthCheckResponse call() {
         var response = HealthCheckResponse.named("ingest-channels");
-        if (!channels) {
-            return response.up().withData("path", "direct").build();
-        }
         String why = inbound.terminated();
         if (why == null) {
             why = outbound.terminated();

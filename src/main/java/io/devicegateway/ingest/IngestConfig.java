@@ -9,21 +9,9 @@ import io.smallrye.config.WithDefault;
 @ConfigMapping(prefix = "gateway.ingest")
 public interface IngestConfig {
 
-    /** Which ingest path runs (README: Ingest channels). */
-    enum Path {
-        /** The reactive-messaging channels {@code device-messages} → {@code device-records} (the default). */
-        CHANNELS,
-        /** The same steps called directly from the MQTT subscription, without channels (for comparison). */
-        DIRECT
-    }
-
-    /** {@code channels} (default) or {@code direct}; read at startup. */
-    @WithDefault("channels")
-    Path path();
-
     /**
-     * Filters ingest subscribes to (QoS 1). Topics must still follow the grammar or they are dead-lettered. On the
-     * channels path the default of the connector attribute {@code filters}.
+     * Filters ingest subscribes to (QoS 1). Topics must still follow the grammar or they are dead-lettered. The default
+     * of the connector attribute {@code filters}.
      */
     @WithDefault("devices/+/telemetry/#,devices/+/events/#")
     List<String> filters();
@@ -34,8 +22,8 @@ public interface IngestConfig {
 
     /**
      * Messages received but not yet acknowledged by Kafka. At the bound the gateway stops reading from the
-     * broker socket until Kafka catches up, so memory stays bounded whatever Kafka does. On the channels path the
-     * default of the connector attribute {@code max-in-flight}.
+     * broker socket until Kafka catches up, so memory stays bounded whatever Kafka does. The default of the
+     * connector attribute {@code max-in-flight}.
      */
     @WithDefault("2000")
     int maxInFlight();
@@ -43,8 +31,8 @@ public interface IngestConfig {
     /**
      * The same bound in payload bytes (2,000 messages of 256 KiB would be 0.5 GiB). Reading stops at whichever
      * bound is reached first and resumes once both are at half. Default 32 MiB; with the protobuf envelope and the
-     * Kafka producer's copy, ingest holds at most about three times this on the heap. On the channels path the
-     * default of the connector attribute {@code max-in-flight-bytes}.
+     * Kafka producer's copy, ingest holds at most about three times this on the heap. The default of
+     * the connector attribute {@code max-in-flight-bytes}.
      */
     @WithDefault("33554432")
     long maxInFlightBytes();

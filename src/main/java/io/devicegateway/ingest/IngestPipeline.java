@@ -22,8 +22,8 @@ import io.devicegateway.v1.DeviceMessage;
 import io.devicegateway.v1.MessageKind;
 
 /**
- * What ingest does with one device message before Kafka, the same on both paths (the {@code device-messages} →
- * {@code device-records} channel step and the direct path): checks the topic and payload, builds the envelope and
+ * What ingest does with one device message before Kafka (the {@code device-messages} → {@code device-records}
+ * channel step): checks the topic and payload, builds the envelope and
  * headers, maps the MQTT 5 properties, reads the device's sequence, runs the device functions, and returns the
  * record to write: the device record, or a dead letter saying why not.
  */

@@ -56,7 +56,6 @@ public class MqttIngestConnector implements InboundConnector {
     private final IngestConfig config;
     private final InFlight inFlight;
     private final IngestWriter writer;
-    private final boolean active;
     private volatile MqttChannelSource source;
     private final Subscription subscription = new Subscription();
 
@@ -64,7 +63,6 @@ public class MqttIngestConnector implements InboundConnector {
         this.config = config;
         this.inFlight = inFlight;
         this.writer = writer;
-        this.active = config.path() == IngestConfig.Path.CHANNELS;
     }
 
     @Override
@@ -80,22 +78,20 @@ public class MqttIngestConnector implements InboundConnector {
         int maxInFlight = channel.getOptionalValue("max-in-flight", Integer.class).orElse(config.maxInFlight());
         long maxInFlightBytes = channel.getOptionalValue("max-in-flight-bytes", Long.class)
                 .orElse(config.maxInFlightBytes());
-        if (active) {
-            inFlight.bounds(maxInFlight, maxInFlightBytes);
-            LOG.infof("Ingest runs on the channels: %s (%s, filters %s, max-in-flight %d / %d bytes)", name, NAME,
-                    filters, maxInFlight, maxInFlightBytes);
-        }
-        MqttChannelSource created = new MqttChannelSource(name, active ? List.copyOf(filters) : List.of(),
+        inFlight.bounds(maxInFlight, maxInFlightBytes);
+        LOG.infof("Ingest runs on the channels: %s (%s, filters %s, max-in-flight %d / %d bytes)", name, NAME,
+                filters, maxInFlight, maxInFlightBytes);
+        MqttChannelSource created = new MqttChannelSource(name, List.copyOf(filters),
                 inFlight::abandon, subscription::nacked);
         source = created;
         return created;
     }
 
-    /** Fails the start when the channels path is chosen but no channel uses this connector: nothing would be read. */
+    /** Fails the start when no channel uses this connector: nothing would be read. */
     void checkWired(@Observes StartupEvent event) {
-        if (active && source == null) {
-            throw new IllegalStateException("gateway.ingest.path=channels, but no mp.messaging.incoming channel uses "
-                    + "connector " + NAME + ": ingest would subscribe to nothing");
+        if (source == null) {
+            throw new IllegalStateException("no mp.messaging.incoming channel uses connector " + NAME
+                    + ": ingest would subscribe to nothing");
         }
     }
 
@@ -119,7 +115,7 @@ public class MqttIngestConnector implements InboundConnector {
     /** Why the ingest channel no longer takes messages (cancelled downstream), or null while it does. */
     String terminated() {
         MqttChannelSource s = source;
-        return active && s != null && s.cancelled() ? "channel " + s.channel() + " was cancelled" : null;
+        return s != null && s.cancelled() ? "channel " + s.channel() + " was cancelled" : null;
     }
 
     /** Receipt, ack and nack of every ingest message: a plain object, so no interceptor runs per message. */
@@ -133,7 +129,7 @@ public class MqttIngestConnector implements InboundConnector {
 
         @Override
         public int inFlight() {
-            return active ? inFlight.count() : 0;
+            return inFlight.count();
         }
 
         @Override

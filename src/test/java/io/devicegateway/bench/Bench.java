@@ -182,8 +182,8 @@ public final class Bench {
                     config.put(kv.substring(0, eq).trim(), kv.substring(eq + 1).trim());
                 }
             }
-            // the main gateway runs the standard scenarios; paths-ab and the dedup pair start their own
-            boolean main = only.isEmpty() || only.stream().anyMatch(n -> !n.equals("paths-ab") && !n.startsWith("numbered-"));
+            // the main gateway runs the standard scenarios; the dedup pair starts its own
+            boolean main = only.isEmpty() || only.stream().anyMatch(n -> !n.startsWith("numbered-"));
             if (main) {
                 Path log = servers.workDir.resolve("gateway.log");
                 System.err.println("bench: starting the gateway, log in " + log);
@@ -222,77 +222,9 @@ public final class Bench {
                 }
             }
             runDedup(servers, config, scale, only);
-            runPaths(servers, config, scale, only);
         }
     }
 
-    /**
-     * The cost of the channel layer ({@code paths-ab}): gateway-qos1 and gateway-qos0 through a gateway on
-     * {@code gateway.ingest.path=channels} and one on {@code direct}, each a fresh process warmed up until its JIT is
-     * done, alternating over bench.ab.rounds (default 3) rounds with the order flipped each round, in the same run.
-     * Prints each pair and the sums (throughput) and medians (CPU per message, with and without the JIT's share).
-     */
-    private static void runPaths(LocalServers servers, Map<String, String> baseConfig, double scale, Set<String> only)
-            throws InterruptedException {
-        if (!only.contains("paths-ab")) {
-            return;
-        }
-        int rounds = Integer.getInteger("bench.ab.rounds", 3);
-        Map<String, List<Result>> byPath = new LinkedHashMap<>();
-        byPath.put("channels", new ArrayList<>());
-        byPath.put("direct", new ArrayList<>());
-        for (int round = 0; round < rounds; round++) {
-            List<String> order = round % 2 == 0 ? List.of("channels", "direct") : List.of("direct", "channels");
-            for (String path : order) {
-                Map<String, String> config = new LinkedHashMap<>(baseConfig);
-                config.put("gateway.mqtt.client-id", "dgw-bench-ab-" + path + "-" + round);
-                config.put("gateway.mqtt.session-expiry", "0s"); // no session left queueing for the next gateways
-                config.put("gateway.ingest.path", path);
-                Path log = servers.workDir.resolve("gateway-ab-" + path + "-" + round + ".log");
-                System.err.printf("bench: paths-ab round %d: gateway.ingest.path=%s, log in %s%n", round + 1, path, log);
-                try (GatewayProcess gateway = GatewayProcess.start(gatewayJava(), GatewayProcess.DEFAULT_JAR, config,
-                        gatewayJvmOptions(), log, gatewayEnvironment()).awaitReady(Duration.ofSeconds(60))) {
-                    warmUp(servers, gateway, scale, false);
-                    for (int qos : new int[] { 1, 0 }) {
-                        long perDevice = (long) ((qos == 1 ? 20_000 : 30_000) * scale);
-                        Result r = run(servers, gateway, new Scenario(path + "-qos" + qos, false, 10, perDevice, 100,
-                                qos, 0, true));
-                        byPath.get(path).add(r);
-                        System.out.println(json(r, List.of(r)));
-                    }
-                }
-            }
-        }
-        List<Result> all = new ArrayList<>();
-        byPath.values().forEach(all::addAll);
-        printTable(all);
-        for (int qos : new int[] { 1, 0 }) {
-            double[] rate = new double[2];
-            double[] cpu = new double[2];
-            double[] steady = new double[2];
-            int i = 0;
-            for (List<Result> results : byPath.values()) {
-                List<Result> q = results.stream().filter(r -> r.scenario().qos() == qos).toList();
-                rate[i] = q.stream().mapToLong(Result::delivered).sum()
-                        / q.stream().mapToDouble(Result::seconds).sum();
-                cpu[i] = median(q.stream().mapToDouble(Result::gatewayCpuMicrosPerMessage).toArray());
-                steady[i] = median(q.stream()
-                        .mapToDouble(r -> r.gatewayCpuMicrosPerMessage() - r.gatewayJitMicrosPerMessage()).toArray());
-                i++;
-            }
-            System.out.printf(Locale.ROOT, "paths-ab QoS %d over %d rounds: channels %.0f vs direct %.0f msg/s (%.0f%%); "
-                    + "gateway CPU median %.1f vs %.1f us/msg (%.0f%%), without the JIT's share %.1f vs %.1f (%.0f%%)%n",
-                    qos, rounds, rate[0], rate[1], 100 * rate[0] / rate[1], cpu[0], cpu[1], 100 * cpu[0] / cpu[1],
-                    steady[0], steady[1], 100 * steady[0] / steady[1]);
-        }
-    }
-
-    private static double median(double[] values) {
-        double[] sorted = values.clone();
-        java.util.Arrays.sort(sorted);
-        int n = sorted.length;
-        return n == 0 ? Double.NaN : n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-    }
 
     /**
      * Devices that number their messages (MQTT 5, user properties seq/seq-epoch), through a gateway with duplicate
