@@ -63,7 +63,8 @@ import io.devicegateway.testing.PodJvm;
  * false: none), {@code startup.timeout} (seconds per wait, default 60), {@code startup.fastjar} (the fast-jar's
  * {@code quarkus-run.jar}), {@code startup.native} (a native executable), {@code startup.variants} (comma-separated
  * subset of jvm, jvm+aot-cache, native), {@code startup.ref-jar} (another build's quarkus-run.jar, run as variant
- * {@code ref} alongside: before/after in the same minutes).
+ * {@code ref} alongside: before/after in the same minutes), {@code startup.ref-jvm} (extra JVM options for
+ * {@code ref} only: with the same jar as {@code startup.fastjar}, an A/B of JVM options).
  */
 public final class StartupBench {
 
@@ -136,7 +137,7 @@ public final class StartupBench {
         // a before/after in the same minutes on a shared machine
         String refJar = System.getProperty("startup.ref-jar", "").trim();
         if (!refJar.isEmpty()) {
-            variants.add(new Variant("ref", Paths.get(refJar), options, false));
+            variants.add(new Variant("ref", Paths.get(refJar), withExtra(options, "startup.ref-jvm"), false));
         }
         String nativeExecutable = System.getProperty("startup.native", "").trim();
         if (wanted.contains("native") && !nativeExecutable.isEmpty()) {
@@ -262,6 +263,16 @@ public final class StartupBench {
             done.set(true);
             gateway.stop(false);
         }
+    }
+
+    /** {@code options} plus the space-separated JVM options of system property {@code key} (none if unset). */
+    static List<String> withExtra(List<String> options, String key) {
+        List<String> all = new ArrayList<>(options);
+        String extra = System.getProperty(key, "").trim();
+        if (!extra.isEmpty()) {
+            all.addAll(Arrays.asList(extra.split("\\s+")));
+        }
+        return all;
     }
 
     /** VmRSS of a process in KiB, -1 if it cannot be read. */
