@@ -29,6 +29,10 @@ final class KafkaVerifier implements AutoCloseable {
                 ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap,
                 ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false",
                 ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, "5",
+                // bench.verifier.fetch-min-bytes: with the default 1 byte, at tens of thousands of records per second
+                // the verifier makes a fetch request for every handful, which costs the Kafka broker and this process
+                // CPU that the measured path then lacks on a 2-core machine
+                ConsumerConfig.FETCH_MIN_BYTES_CONFIG, System.getProperty("bench.verifier.fetch-min-bytes", "1"),
                 ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "5000"),
                 new StringDeserializer(), new ByteArrayDeserializer());
         List<TopicPartition> partitions = consumer.partitionsFor(topic, Duration.ofSeconds(30)).stream()
