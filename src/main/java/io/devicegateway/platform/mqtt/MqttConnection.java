@@ -476,22 +476,52 @@ public class MqttConnection {
             }
 
             @Override
-            public void onResendDisconnecting(MqttLink dropping) {
-                prepareResendLink(dropping);
+            public boolean takesOverForResend(MqttLink dropping) {
+                return prepareResendLink(dropping);
+            }
+
+            @Override
+            public void onResendBarrier(MqttLink dropping) {
+                takeOverForResend(dropping);
             }
         });
     }
 
-    /** Opens the next connection's socket now; its CONNECT goes out when the dropping link has closed. */
-    private void prepareResendLink(MqttLink dropping) {
-        if (dropping != link || stopping.get() || resendLink != null) {
+    /**
+     * The dropping link's PUBACKs are all applied: the prepared connection sends its CONNECT now and takes the session
+     * over while the old connection is still open, so the session is never without one (see MqttLink.Listener).
+     */
+    private void takeOverForResend(MqttLink dropping) {
+        if (dropping != link || stopping.get()) {
             return;
+        }
+        MqttLink next = resendLink;
+        Promise<Void> login = resendLogin;
+        resendLink = null;
+        resendLogin = null;
+        if (next == null || next.isClosed()) {
+            // no connection to take over with: close this one, and onClosed reconnects at once
+            dropping.close("the next connection could not be opened");
+            return;
+        }
+        LOG.infof("Reconnecting %s so that the broker resends the messages it dropped (taking the session over)",
+                clientId);
+        resendReconnects.increment();
+        link = next;
+        login.complete();
+    }
+
+    /** Opens the next connection's socket now; its CONNECT waits for the barrier (or for the old link's close). */
+    private boolean prepareResendLink(MqttLink dropping) {
+        if (dropping != link || stopping.get() || resendLink != null) {
+            return false;
         }
         MqttLink next = newAttempt();
         next.expectResend();
         resendLink = next;
         resendLogin = Promise.promise();
         handshake(next, resendLogin.future());
+        return true;
     }
 
     /** Connects {@code attempt} (CONNECT once {@code loginWhen} succeeds) and subscribes; on failure, retries. */
@@ -568,7 +598,13 @@ public class MqttConnection {
                 return;
             }
             state.compareAndSet(1, 2);
-        }).onFailure(e -> LOG.warnf("MQTT subscribe failed: %s", e.getMessage()));
+        }).onFailure(e -> {
+            if (connected == link) {
+                LOG.warnf("MQTT subscribe failed: %s", e.getMessage());
+            } else { // that connection was replaced meanwhile (a resend): the next one subscribes again
+                LOG.debugf("MQTT subscribe on a replaced connection did not complete: %s", e.getMessage());
+            }
+        });
     }
 
     private void onClosed(MqttLink closed, String why) {

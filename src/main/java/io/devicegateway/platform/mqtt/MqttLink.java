@@ -81,12 +81,23 @@ final class MqttLink {
         }
 
         /**
-         * The link has sent its DISCONNECT for a resend and waits for the broker to close: the moment to open the next
-         * connection's socket, so that its CONNECT can go out as soon as this one is closed. While the session has no
-         * connection, Mosquitto counts its in-flight messages against max_queued_messages (1000) and drops every new
-         * message for it at once.
+         * Whether the listener takes this link's session over with a new connection for the resend: then it opens that
+         * connection's socket now, the link sends a PINGREQ as a barrier and calls {@link #onResendBarrier} at its
+         * PINGRESP, and the new connection's CONNECT takes the session over from this one (Mosquitto moves it without a
+         * moment offline and, for a session that outlives its connection, without publishing the will). While a
+         * session has no connection Mosquitto counts its in-flight messages against max_queued_messages (1000) and
+         * drops every new message for it at once: a DISCONNECT and a reconnect lost the messages of those milliseconds.
+         * False (the default): the link sends DISCONNECT and closes.
          */
-        default void onResendDisconnecting(MqttLink link) {
+        default boolean takesOverForResend(MqttLink link) {
+            return false;
+        }
+
+        /**
+         * The broker has answered the barrier PINGREQ: it handles one connection's packets in order, so every PUBACK
+         * this link sent is applied. Send the next connection's CONNECT now.
+         */
+        default void onResendBarrier(MqttLink link) {
         }
     }
 
@@ -170,6 +181,12 @@ final class MqttLink {
     private boolean sequenceFromRedelivery;
     private boolean dropping;
     private boolean closedForResend;
+    /** PINGREQs sent and PINGRESPs read; the barrier is passed when the answers reach {@code barrierPing}. */
+    private long pingsSent;
+    private long pingsAnswered;
+    private long barrierPing = -1;
+    /** The session went to the next connection: the broker's DISCONNECT (session taken over) is expected. */
+    private boolean handedOver;
     /**
      * A drop at the end of a burst shows no gap until the next message. So once the inbound flow pauses, the link
      * publishes an empty QoS 1 message to a topic only its own session subscribes to ({@code probeTopic}): it comes
@@ -357,12 +374,22 @@ final class MqttLink {
                 }
             }
             case PINGRESP -> {
+                pingsAnswered++;
+                if (barrierPing > 0 && pingsAnswered >= barrierPing) {
+                    barrierPing = -1;
+                    handedOver = true;
+                    listener.onResendBarrier(this);
+                }
             }
             case DISCONNECT -> {
                 Object header = message.variableHeader();
                 String reason = header instanceof MqttReasonCodeAndPropertiesVariableHeader h
                         ? "0x" + Integer.toHexString(h.reasonCode() & 0xFF) : "none";
-                fail("the broker disconnected us (reason " + reason + ")");
+                if (handedOver) {
+                    close("the next connection took the session over (reason " + reason + ")");
+                } else {
+                    fail("the broker disconnected us (reason " + reason + ")");
+                }
             }
             default -> LOG.debugf("Ignoring MQTT %s", type);
         }
@@ -476,14 +503,28 @@ final class MqttLink {
     private void disconnectForResendWhenIdle() {
         if (dropping && !closedForResend && !closed && unacked.get() == 0) {
             closedForResend = true;
-            // then wait for the broker to close the socket: it has read the DISCONNECT, so every PUBACK before it is
-            // applied. Reconnecting earlier can let the new connection take the session over while acknowledgements
-            // still sit unread on the old one, and the broker would resend acknowledged messages.
-            channel.writeAndFlush(disconnectMessage(false));
-            channel.channel().config().setAutoRead(true); // to see the close; anything still arriving is discarded
-            vertx.setTimer(5_000, id -> context.runOnContext(v -> close("the broker did not close after DISCONNECT")));
-            listener.onResendDisconnecting(this);
+            channel.channel().config().setAutoRead(true); // to see the answer; anything still arriving is discarded
+            if (listener.takesOverForResend(this)) {
+                // the next connection takes the session over once the broker has applied every PUBACK sent here
+                // (taking it over earlier, with acknowledgements unread on this socket, the broker would resend
+                // acknowledged messages); the flush sends any PUBACK still buffered ahead of the PINGREQ
+                ping();
+                barrierPing = pingsSent;
+                vertx.setTimer(5_000, id -> context.runOnContext(v -> close(handedOver
+                        ? "the broker did not close after the session was taken over"
+                        : "no PINGRESP to the resend barrier")));
+            } else {
+                // then wait for the broker to close the socket: it has read the DISCONNECT, so every PUBACK before it
+                // is applied
+                channel.writeAndFlush(disconnectMessage(false));
+                vertx.setTimer(5_000, id -> context.runOnContext(v -> close("the broker did not close after DISCONNECT")));
+            }
         }
+    }
+
+    private void ping() {
+        pingsSent++;
+        write(PINGREQ, true);
     }
 
     /** Whether this link closed itself so that the broker resends what it dropped (reconnect at once). */
@@ -710,7 +751,7 @@ final class MqttLink {
                 return;
             }
             if (now - lastWriteNanos >= keepAliveNanos / 2 || now - lastReadNanos >= keepAliveNanos / 2) {
-                write(PINGREQ, true);
+                ping();
             }
         }));
     }
