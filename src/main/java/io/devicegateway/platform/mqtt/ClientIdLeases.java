@@ -128,6 +128,22 @@ final class ClientIdLeases {
                 .map(r -> r != null);
     }
 
+    /**
+     * One round trip for a will: claims the adoption of id {@code n} only if its lease is held by {@code diedInstance}
+     * or by nobody (an adopter's own connection also leaves a will when the holder takes its session back; acting on
+     * that would make the two take turns). Every millisecond counts: the broker drops new messages for the dead
+     * session once its in-flight messages exceed max_queued_messages.
+     */
+    Future<Boolean> claimAdoptionOfDead(int n, String diedInstance, String owner) {
+        return call(Request.cmd(Command.EVAL).arg("""
+                local holder = redis.call('GET', KEYS[1])
+                if holder and holder ~= ARGV[1] then return 0 end
+                if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+                return 0
+                """).arg(2).arg(leaseKeyPrefix + n).arg(adoptionKey(n)).arg(diedInstance).arg(owner).arg(ttlMillis))
+                .map(r -> r.toInteger() != 0);
+    }
+
     Future<Boolean> renewAdoption(int n, String owner) {
         return call(Request.cmd(Command.EVAL).arg("""
                 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end

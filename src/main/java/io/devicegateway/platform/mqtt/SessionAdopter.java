@@ -69,6 +69,17 @@ final class SessionAdopter {
         }
         // only the will of the id's lease holder counts: an adopter's own connection, kicked off when the holder
         // takes its session back, also leaves a will, and acting on it would make the two take turns forever
+        if (!busy) {
+            busy = true; // check and claim in one round trip, then connect
+            leases.claimAdoptionOfDead(id, diedInstance, owner).onComplete(ar -> context.runOnContext(v -> {
+                if (ar.succeeded() && ar.result() && !connection.stopping()) {
+                    adopt(id);
+                } else {
+                    busy = false;
+                }
+            }));
+            return;
+        }
         leases.owner(id).onComplete(ar -> context.runOnContext(v -> {
             if (ar.succeeded() && (ar.result() == null || ar.result().equals(diedInstance))) {
                 adoptUrgently(id);
