@@ -6,10 +6,8 @@ import java.util.List;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
 
-import org.eclipse.microprofile.health.Readiness;
 import org.jboss.logging.Logger;
 
-import io.devicegateway.platform.mqtt.MqttConnection;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.binder.MeterBinder;
 import io.micrometer.core.instrument.binder.jvm.ClassLoaderMetrics;
@@ -29,8 +27,8 @@ import io.vertx.core.Vertx;
 /**
  * The JVM and process meters ({@code jvm_*}, {@code process_*}: the dashboard's memory, GC, threads, CPU panels), the
  * same binders Quarkus binds with {@code quarkus.micrometer.binder.jvm} / {@code .system} (both off in
- * application.properties), bound here a second after the gateway is ready, or {@link #LATEST_MILLIS} after the start
- * if it is not ready by then (an unready pod still reports them). Quarkus binds them while the MQTT connection and the
+ * application.properties), bound here a second after the gateway is ready ({@link AfterReady}), or
+ * {@link #LATEST_MILLIS} after the start if it is not ready by then (an unready pod still reports them). Quarkus binds them while the MQTT connection and the
  * first messages are under way: ~250 classes, management beans and GC listeners on the main thread that compete
  * with the first messages for the CPU. Bound on a worker thread, never on an event loop.
  */
@@ -38,43 +36,42 @@ import io.vertx.core.Vertx;
 public class JvmMetrics {
 
     private static final Logger LOG = Logger.getLogger(JvmMetrics.class);
-    private static final long POLL_MILLIS = 50;
-    private static final long AFTER_READY_MILLIS = 1_000;
     static final long LATEST_MILLIS = 10_000;
 
     private final MeterRegistry registry;
-    private final MqttConnection mqtt;
-    private final KafkaReadiness kafka;
     private final Vertx vertx;
     private final List<AutoCloseable> closeable = new ArrayList<>();
-    private volatile long poll = -1;
     private volatile long timer = -1;
     private volatile boolean bound;
     private volatile boolean stopped;
 
-    JvmMetrics(MeterRegistry registry, MqttConnection mqtt, @Readiness KafkaReadiness kafka, Vertx vertx) {
+    JvmMetrics(MeterRegistry registry, Vertx vertx) {
         this.registry = registry;
-        this.mqtt = mqtt;
-        this.kafka = kafka;
         this.vertx = vertx;
     }
 
+    /** The latest moment, for a gateway that is not ready by then. */
     void start(@Observes StartupEvent event) {
-        long startedAt = System.nanoTime();
-        poll = vertx.setPeriodic(POLL_MILLIS, id -> {
-            boolean ready = mqtt.ready() && kafka.reachable();
-            if (ready || System.nanoTime() - startedAt > (LATEST_MILLIS - AFTER_READY_MILLIS) * 1_000_000L) {
-                vertx.cancelTimer(id);
-                poll = -1;
-                timer = vertx.setTimer(AFTER_READY_MILLIS, later -> {
-                    timer = -1;
-                    vertx.executeBlocking(() -> {
-                        bind();
-                        return null;
-                    }, false);
-                });
-            }
+        timer = vertx.setTimer(LATEST_MILLIS, id -> {
+            timer = -1;
+            bindOffTheEventLoop();
         });
+    }
+
+    void onSettled(@Observes AfterReady.Settled settled) {
+        long id = timer;
+        if (id >= 0) {
+            vertx.cancelTimer(id);
+            timer = -1;
+        }
+        bindOffTheEventLoop();
+    }
+
+    private void bindOffTheEventLoop() {
+        vertx.executeBlocking(() -> {
+            bind();
+            return null;
+        }, false);
     }
 
     /** Binds the meters once (what Quarkus's MicrometerRecorder binds for binder.jvm and binder.system). */
@@ -107,11 +104,7 @@ public class JvmMetrics {
 
     synchronized void stop(@Observes ShutdownEvent event) {
         stopped = true;
-        long id = poll;
-        if (id >= 0) {
-            vertx.cancelTimer(id);
-        }
-        id = timer;
+        long id = timer;
         if (id >= 0) {
             vertx.cancelTimer(id);
         }

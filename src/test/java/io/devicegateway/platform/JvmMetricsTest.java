@@ -15,7 +15,7 @@ class JvmMetricsTest {
     @Test
     void bindsTheDashboardsJvmAndProcessMetersOnce() {
         SimpleMeterRegistry registry = new SimpleMeterRegistry();
-        JvmMetrics metrics = new JvmMetrics(registry, null, null, null);
+        JvmMetrics metrics = new JvmMetrics(registry, null);
         assertFalse(metrics.bound());
         metrics.bind();
         assertTrue(metrics.bound());
@@ -35,7 +35,7 @@ class JvmMetricsTest {
     @Test
     void nothingIsBoundAfterShutdown() {
         SimpleMeterRegistry registry = new SimpleMeterRegistry();
-        JvmMetrics metrics = new JvmMetrics(registry, null, null, null);
+        JvmMetrics metrics = new JvmMetrics(registry, null);
         metrics.stop(null);
         metrics.bind();
         assertFalse(metrics.bound());
