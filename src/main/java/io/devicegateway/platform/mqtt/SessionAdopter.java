@@ -75,7 +75,7 @@ final class SessionAdopter {
                 if (ar.succeeded() && ar.result() && !connection.stopping()) {
                     adopt(id);
                 } else {
-                    busy = false;
+                    nextUrgent();
                 }
             }));
             return;
@@ -244,13 +244,16 @@ final class SessionAdopter {
         if (!sessionGone) {
             LOG.infof("Adoption of client id %s ended: %s", leases.clientId(id), why);
         }
-        leases.endAdoption(id, owner, sessionGone).onComplete(ar -> context.runOnContext(v -> {
-            busy = false;
-            if (!urgent.isEmpty() && !connection.stopping()) {
-                busy = true;
-                claimFirst(java.util.List.of(urgent.poll()).iterator());
-            }
-        }));
+        leases.endAdoption(id, owner, sessionGone).onComplete(ar -> context.runOnContext(v -> nextUrgent()));
+    }
+
+    /** Done with one id: the next will that arrived meanwhile, if any. On the context. */
+    private void nextUrgent() {
+        busy = false;
+        if (!urgent.isEmpty() && !connection.stopping()) {
+            busy = true;
+            claimFirst(java.util.List.of(urgent.poll()).iterator());
+        }
     }
 
     void readsPaused(boolean paused) {
