@@ -22,8 +22,9 @@ import io.devicegateway.v1.DeviceMessage;
 
 /**
  * Writes ingest's records to Kafka, at least once, and settles their MQTT messages only from the Kafka
- * acknowledgement: the one writer behind the {@code device-gateway-kafka} connector and the dead letters of presence and responses. Records leave in the order handed in through one
- * {@link OrderedKafkaWriter}; numbered device data passes duplicate removal first, in each device's arrival order.
+ * acknowledgement: the one writer behind the {@code device-gateway-kafka} connector and the dead letters of presence
+ * and responses. Records leave in the order handed in through one {@link OrderedKafkaWriter}; numbered device data
+ * passes duplicate removal first, in each device's arrival order.
  * Bad input becomes a dead-letter record, acknowledged the same way, so it neither stops the stream nor disappears.
  */
 @Singleton

@@ -489,13 +489,17 @@ public final class LocalServers implements AutoCloseable {
     /** CPU time (user + system) a process has used so far, in milliseconds; 0 when it cannot be read. */
     public static long cpuMillis(long pid) {
         try {
-            String stat = Files.readString(Paths.get("/proc", Long.toString(pid), "stat"));
-            String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
-            long ticks = Long.parseLong(fields[11]) + Long.parseLong(fields[12]); // utime, stime
-            return ticks * 10; // USER_HZ is 100 on Linux
+            return cpuMillisOf(Files.readString(Paths.get("/proc", Long.toString(pid), "stat")));
         } catch (IOException | RuntimeException e) {
             return 0;
         }
+    }
+
+    /** utime + stime of a /proc {@code stat} line (a process's or a thread's), in ms. */
+    private static long cpuMillisOf(String stat) {
+        String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+        long ticks = Long.parseLong(fields[11]) + Long.parseLong(fields[12]); // utime, stime
+        return ticks * 10; // USER_HZ is 100 on Linux
     }
 
     /**
@@ -510,9 +514,7 @@ public final class LocalServers implements AutoCloseable {
                 try {
                     String stat = Files.readString(task.resolve("stat"));
                     String name = stat.substring(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-                    String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
-                    long ms = (Long.parseLong(fields[11]) + Long.parseLong(fields[12])) * 10;
-                    groups.merge(name.replaceAll("[#0-9]+$", "").trim(), ms, Long::sum);
+                    groups.merge(name.replaceAll("[#0-9]+$", "").trim(), cpuMillisOf(stat), Long::sum);
                 } catch (IOException | RuntimeException e) {
                     // the thread ended between the listing and the read
                 }
