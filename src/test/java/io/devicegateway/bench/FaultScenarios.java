@@ -78,6 +78,8 @@ public final class FaultScenarios {
         final List<GatewayProcess> gateways = new ArrayList<>();
         final Map<GatewayProcess, Path> logs = new HashMap<>();
         final Map<GatewayProcess, String> hostnames = new HashMap<>();
+        /** Wall-clock instant of a gateway kill, for the kill -> will -> adoption timeline (0: none). */
+        long killedAtMillis;
         final String runId = UUID.randomUUID().toString().substring(0, 6);
         final Set<String> devices = java.util.concurrent.ConcurrentHashMap.newKeySet();
         private int batch;
@@ -459,6 +461,7 @@ public final class FaultScenarios {
         GatewayProcess victim = s.gateways.get(1);
         String before = s.leasedId(victim);
         long killed = System.nanoTime();
+        s.killedAtMillis = System.currentTimeMillis();
         victim.stop(true);
         var recovery = s.recoveryInBackground(killed, s.acknowledgedNow());
         LocalServers.pause(3_000);
@@ -492,6 +495,7 @@ public final class FaultScenarios {
         String victimId = s.leasedId(victim);
         String survivorId = s.leasedId(survivor);
         long killed = System.nanoTime();
+        s.killedAtMillis = System.currentTimeMillis();
         victim.stop(true);
         long killedAt = s.acknowledged();
         var recovery = s.recoveryInBackground(killed, s.acknowledgedNow());
@@ -539,6 +543,15 @@ public final class FaultScenarios {
         }
         if (!ended.isEmpty()) {
             out.append(", ended ").append(ended);
+        }
+        // where the broker's drop window goes: kill -> will received -> session adopted (connected)
+        Set<String> wills = s.fromLogAll(g, "\"timestamp\":\"([^\"]+)\".*connection \\S+ died; adopting");
+        Set<String> adoptions = s.fromLogAll(g, "\"timestamp\":\"([^\"]+)\".*Adopting the broker session of");
+        if (s.killedAtMillis > 0 && !wills.isEmpty() && !adoptions.isEmpty()) {
+            long will = java.time.Instant.parse(wills.iterator().next()).toEpochMilli();
+            long adoption = java.time.Instant.parse(adoptions.iterator().next()).toEpochMilli();
+            out.append(String.format(Locale.ROOT, ", kill -> will received %d ms -> adopted %d ms",
+                    will - s.killedAtMillis, adoption - s.killedAtMillis));
         }
         return out.toString();
     }
