@@ -192,7 +192,9 @@ public class Deduplicator {
         if (!config.enabled()) {
             return;
         }
-        renewOwner();
+        // on an event loop, not on main: the first Redis call loads the client's classes, and main has the rest of
+        // the start to do meanwhile
+        vertx.runOnContext(v -> renewOwner());
         vertx.setPeriodic(renewMillis, id -> renewOwner());
     }
 
