@@ -573,7 +573,7 @@ public final class Bench {
                         + "\"produce_requests_per_s\":%s,\"gateway_rss_max_mib\":%d,"
                         + "\"gateway_jit_cpu_us_per_msg\":%s,\"gateway_cpu_by_thread_ms\":%s%s}",
                 s.name(), s.raw() ? "broker->subscriber(mqtt" + System.getProperty("bench.raw.protocol", "5")
-                        + ",receive-maximum=" + Integer.getInteger("bench.raw.receive-maximum", 65_534) + ")"
+                        + ",receive-maximum=" + Integer.getInteger("bench.raw.receive-maximum", 60_000) + ")"
                         : "broker->gateway->kafka", s.devices(), s.size(), s.qos(),
                 s.rate(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(), r.publishFailures(),
                 r.brokerDropped(), r.window(), r.seconds(), r.throughput(), r.latency().json(),

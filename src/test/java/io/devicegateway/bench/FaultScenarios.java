@@ -70,6 +70,8 @@ public final class FaultScenarios {
     /** Rate and size of the gateway replacement scenarios. */
     private static final int REPLACE_RATE = 1_000;
     private static final long REPLACE_TOTAL = 20_000;
+    /** How long gateway-stalled stops the gateway each time: longer than the kernel's socket buffers absorb. */
+    private static final long STALL_MILLIS = Long.getLong("faults.stall-ms", 4_000);
     private static int rate;
 
     /** Servers, gateways, a publishing simulator and a Kafka verifier for one scenario. */
@@ -357,6 +359,7 @@ public final class FaultScenarios {
         scenarios.put("dedup-kill-9-replaced", new Setup(numbered(s -> gatewayGone(s, true)), false, 0));
         scenarios.put("dedup-kill-9-not-replaced", new Setup(numbered(s -> gatewayGone(s, false)), false, 0));
         scenarios.put("bad-input-flood", new Setup(FaultScenarios::badInputFlood, false, 0));
+        scenarios.put("gateway-stalled", new Setup(FaultScenarios::gatewayStalled, false, 0));
         // long outages: the broker's default queue (1000 per session) would drop the backlog, see the class comment
         scenarios.put("kafka-down-long", new Setup(FaultScenarios::kafkaDownLong, false, LONG_OUTAGE_QUEUE));
         scenarios.put("kafka-down-3min", new Setup(FaultScenarios::kafkaDown3min, false, LONG_OUTAGE_QUEUE));
@@ -652,6 +655,42 @@ public final class FaultScenarios {
             records.forEach(r -> dead.merge(io.devicegateway.testing.KafkaRecords.header(r, "reason"), 1, Integer::sum));
         }
         return s.row(0, "bad sent " + sentByReason + ", dead-lettered " + dead);
+    }
+
+    /**
+     * The gateway process stopped (SIGSTOP) for 4 s ({@code faults.stall-ms}), twice, under full-rate QoS 1 traffic: what a long GC pause, CPU
+     * throttling or a frozen node does to a pod. Mosquitto piles up the messages for its socket, frees those beyond
+     * max_queued_messages (1000) while keeping them in the session, and the gateway must get every one back.
+     */
+    static Row gatewayStalled(Stage s) throws Exception {
+        s.startGateways(1);
+        GatewayProcess g = s.gateways.get(0);
+        s.publish(rate * 12L / DEVICES, 1);
+        LocalServers.pause(3_000);
+        for (int i = 0; i < 2; i++) {
+            signal(g, "STOP");
+            LocalServers.pause(STALL_MILLIS);
+            signal(g, "CONT");
+            LocalServers.pause(3_000);
+        }
+        s.awaitPublished();
+        Row row = s.row(0, String.format(Locale.ROOT, "1 gateway stopped (SIGSTOP) for %.1f s twice under load",
+                STALL_MILLIS / 1000.0));
+        return row.withNote(String.format(Locale.ROOT, "resend reconnects %d",
+                grepCount(s.logs.get(g), "so that the broker resends the messages it dropped")));
+    }
+
+    private static int grepCount(Path file, String text) {
+        try {
+            return (int) Files.readAllLines(file, java.nio.charset.StandardCharsets.ISO_8859_1).stream()
+                    .filter(l -> l.contains(text)).count();
+        } catch (IOException e) {
+            return -1;
+        }
+    }
+
+    private static void signal(GatewayProcess g, String signal) throws Exception {
+        new ProcessBuilder("kill", "-" + signal, Long.toString(g.pid())).inheritIO().start().waitFor();
     }
 
     private static void send(com.hivemq.client.mqtt.mqtt3.Mqtt3BlockingClient client, String topic, byte[] payload,

@@ -15,7 +15,7 @@ import com.hivemq.client.mqtt.mqtt5.Mqtt5AsyncClient;
 /**
  * The broker's own limit: one plain subscriber, acknowledging every QoS 1 message on receipt. What it receives per
  * second is the ceiling the gateway is measured against. It speaks MQTT 5 like the gateway (HiveMQ client, clean
- * start, Receive Maximum 65534: the gateway's window, 65535, which the HiveMQ client would not send). Note: the
+ * start, Receive Maximum 60000: the gateway's default window). Note: the
  * client's default (65535) is not sent on the wire, and Mosquitto 2.0 then gives the client its
  * {@code max_inflight_messages} window (default 20), exactly as for a 3.1.1 client (measured on 2.0.11: 20
  * unacknowledged messages delivered with the default, 5000 of 5000 with 65534). With 20 it falls behind, the broker
@@ -49,9 +49,9 @@ final class RawSubscriber implements AutoCloseable {
             v3 = null;
             v5 = MqttClient.builder().useMqttVersion5().identifier("raw-" + runId).serverHost(host).serverPort(port)
                     .buildAsync();
-            // the gateway's window (its default Receive Maximum is 65535, sent on the wire); the HiveMQ client does not
-            // send its own default 65535, and Mosquitto would then use its max_inflight_messages (20): 65534 is sent
-            int receiveMaximum = Integer.getInteger("bench.raw.receive-maximum", 65_534);
+            // the gateway's default window (Receive Maximum 60000, sent on the wire); the HiveMQ client does not send
+            // its own default 65535, and Mosquitto would then use its max_inflight_messages (20)
+            int receiveMaximum = Integer.getInteger("bench.raw.receive-maximum", 60_000);
             var connect = v5.connectWith().cleanStart(true);
             if (receiveMaximum > 0) {
                 connect = connect.restrictions().receiveMaximum(receiveMaximum).applyRestrictions();

@@ -216,6 +216,8 @@ public final class LocalServers implements AutoCloseable {
                         maxQueuedMessages > 0 ? "max_queued_messages " + maxQueuedMessages : "",
                         inflight > 0 ? "max_inflight_messages " + inflight : "",
                         String.join("\n", extraConfig),
+                        // diagnostics only (e.g. "log_type debug" to see every packet id sent and acknowledged)
+                        System.getProperty("mosquitto.extra-config", "").replace(";", "\n"),
                         "") );
             } catch (IOException e) {
                 throw new UncheckedIOException(e);

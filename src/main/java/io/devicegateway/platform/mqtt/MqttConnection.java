@@ -56,6 +56,9 @@ import io.vertx.redis.client.Redis;
 @Singleton // no client proxy: ingest calls it for every message
 public class MqttConnection {
 
+    /** Receive Maximum that leaves 1,000 ids (Mosquitto's default session queue) and a margin free: see MqttConfig. */
+    static final int RECEIVE_MAXIMUM_ID_SAFE = 64_000;
+
     private static final Logger LOG = Logger.getLogger(MqttConnection.class);
     /** After the last message, how long a draining session must stay quiet before it counts as empty. */
     static final long QUIET_MILLIS = 500;
@@ -73,6 +76,7 @@ public class MqttConnection {
     private final Counter reconnects;
     private final Counter adoptedSessions;
     private final Counter brokerDrops;
+    private final Counter brokerLost;
     private final Counter resendReconnects;
     /** The last link disconnected so that the broker resends what it dropped: the next one expects that resend. */
     private boolean resendNext;
@@ -116,6 +120,12 @@ public class MqttConnection {
             throw new IllegalArgumentException("gateway.mqtt.receive-maximum must be 1-65535, not "
                     + config.receiveMaximum());
         }
+        if (config.receiveMaximum() > RECEIVE_MAXIMUM_ID_SAFE) {
+            LOG.warnf("gateway.mqtt.receive-maximum %d leaves less than %d packet ids for the broker's session queue: "
+                    + "Mosquitto reuses the id of a message still in flight once a session has 65,535 unacknowledged, "
+                    + "and a PUBACK can then remove the wrong message (keep it at most 65535 minus the broker's "
+                    + "max_queued_messages)", config.receiveMaximum(), 65_535 - RECEIVE_MAXIMUM_ID_SAFE);
+        }
         if (config.maxPacketSize() < 1024 || config.maxPacketSize() > MqttLink.MAX_PACKET_SIZE) {
             throw new IllegalArgumentException("gateway.mqtt.max-packet-size must be 1024-" + MqttLink.MAX_PACKET_SIZE
                     + ", not " + config.maxPacketSize());
@@ -137,8 +147,11 @@ public class MqttConnection {
         this.reconnects = Counter.builder("gateway.mqtt.reconnects")
                 .description("MQTT (re)connection attempts after the first").register(registry);
         this.brokerDrops = Counter.builder("gateway.mqtt.broker.dropped")
-                .description("Messages the broker dropped on their way to the gateway (packet ids it skipped); each is"
-                        + " resent after a reconnect for resend").register(registry);
+                .description("Messages the broker dropped on their way to the gateway (packet ids it skipped); those "
+                        + "it still holds are resent after a reconnect for resend").register(registry);
+        this.brokerLost = Counter.builder("gateway.mqtt.broker.lost")
+                .description("Messages the broker dropped for good (skipped ids it did not resend after the takeover: "
+                        + "its session queue was full); not in Kafka").register(registry);
         this.resendReconnects = Counter.builder("gateway.mqtt.resend.reconnects")
                 .description("Reconnects made so that the broker resends, in order, messages it dropped")
                 .register(registry);
@@ -476,6 +489,11 @@ public class MqttConnection {
             }
 
             @Override
+            public void onBrokerLost(MqttLink resent, int first, int last) {
+                brokerLost.increment(last >= first ? last - first + 1 : last + 65_535 - first + 1);
+            }
+
+            @Override
             public boolean takesOverForResend(MqttLink dropping) {
                 return prepareResendLink(dropping);
             }
@@ -517,7 +535,11 @@ public class MqttConnection {
             return false;
         }
         MqttLink next = newAttempt();
-        next.expectResend();
+        if (dropping.firstSkipped() > 0) {
+            next.expectResendFrom(dropping.firstSkipped());
+        } else {
+            next.expectResend();
+        }
         resendLink = next;
         resendLogin = Promise.promise();
         handshake(next, resendLogin.future());

@@ -81,6 +81,14 @@ final class MqttLink {
         }
 
         /**
+         * The resend after a drop began past {@code first}: the broker no longer had messages {@code first}..{@code
+         * last} in the session. It dropped them for good (its session queue was full when it routed them: Mosquitto
+         * numbers a message before it decides to drop it), so no reconnect brings them back.
+         */
+        default void onBrokerLost(MqttLink link, int first, int last) {
+        }
+
+        /**
          * Whether the listener takes this link's session over with a new connection for the resend: then it opens that
          * connection's socket now, the link sends a PINGREQ as a barrier and calls {@link #onResendBarrier} at its
          * PINGRESP, and the new connection's CONNECT takes the session over from this one (Mosquitto moves it without a
@@ -179,6 +187,10 @@ final class MqttLink {
     private int expectedPacketId = -1;
     /** Expect the first QoS 1 message of a connection to start the sequence even if it is a redelivery (DUP). */
     private boolean sequenceFromRedelivery;
+    /** The first packet id the previous connection found skipped: the resend should start with it (-1: none). */
+    private int resendFrom = -1;
+    /** The first id of the gap this link found (for the next connection's check), -1 before any. */
+    private int firstSkipped = -1;
     private boolean dropping;
     private boolean closedForResend;
     /** PINGREQs sent and PINGRESPs read; the barrier is passed when the answers reach {@code barrierPing}. */
@@ -476,6 +488,19 @@ final class MqttLink {
             if (dup && !sequenceFromRedelivery) {
                 return true;
             }
+            if (sequenceFromRedelivery && resendFrom > 0 && packetId != resendFrom) {
+                // every message before the gap was acknowledged before the takeover, so the broker's resend starts
+                // with the oldest it still holds: ids before it, from the gap on, are gone from the session
+                int last = packetId == 1 ? 65_535 : packetId - 1;
+                int lost = last >= resendFrom ? last - resendFrom + 1 : last + 65_535 - resendFrom + 1;
+                if (lost < 32_768) { // farther than that is not a resend of this gap: nothing to conclude
+                    LOG.errorf("MQTT broker lost packet ids %d..%d for %s for good (%d message(s), not resent after "
+                            + "the takeover: its session queue was full, e.g. Mosquitto's max_queued_messages with the "
+                            + "Receive Maximum reached); they are not in Kafka", resendFrom, last, settings.clientId(),
+                            lost);
+                    listener.onBrokerLost(this, resendFrom, last);
+                }
+            }
             expectedPacketId = nextId(packetId);
             return true;
         }
@@ -486,6 +511,7 @@ final class MqttLink {
         int first = expectedPacketId;
         int last = packetId == 1 ? 65_535 : packetId - 1;
         dropping = true;
+        firstSkipped = first;
         applyAutoRead(); // what follows is discarded anyway: let the broker keep it
         LOG.warnf("MQTT broker skipped packet ids %d..%d for %s (dropped on their way here, e.g. Mosquitto's"
                 + " max_queued_messages); reconnecting once the earlier messages are acknowledged, so that it resends"
@@ -535,6 +561,17 @@ final class MqttLink {
     /** The next connection of this session starts its sequence with the broker's resend. */
     void expectResend() {
         sequenceFromRedelivery = true;
+    }
+
+    /** As {@link #expectResend()}, which should start with {@code packetId}, the first the previous link missed. */
+    void expectResendFrom(int packetId) {
+        sequenceFromRedelivery = true;
+        resendFrom = packetId;
+    }
+
+    /** The first packet id of the gap this link found, or -1. */
+    int firstSkipped() {
+        return firstSkipped;
     }
 
     /** Acknowledges a received message (PUBACK, or PUBREC for QoS 2). Any thread; written in batches. */
