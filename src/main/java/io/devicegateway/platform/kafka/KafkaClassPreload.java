@@ -19,7 +19,9 @@ import io.quarkus.runtime.ImageMode;
  * only classes, so there is nothing to undo and nothing that a configuration could make wrong.
  *
  * <p>Not in a native executable (its classes are built in), nor while one is being built (no thread may be started
- * then); a class that fails to load here is simply loaded, and its error reported, where it is used.
+ * then); a class that fails to load here is simply loaded, and its error reported, where it is used. Quarkus warns at
+ * build time that this event is delivered differently in native mode (at image build): intended, since there is
+ * nothing to do there, and the {@code StartupEvent} it recommends comes too late to overlap anything.
  */
 @ApplicationScoped
 public class KafkaClassPreload {
