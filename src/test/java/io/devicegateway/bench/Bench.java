@@ -60,7 +60,8 @@ public final class Bench {
 
     record Result(Scenario scenario, long sent, long delivered, long duplicates, long outOfOrder, double seconds,
             Stats latency, long publishFailures, Map<String, Long> cpuMillis, double gatewayP99Millis,
-            long brokerDropped, long window, long produceRequests, long rssMaxMiB, Map<String, Long> gatewayThreadCpu) {
+            long brokerDropped, long window, long produceRequests, long rssMaxMiB, Map<String, Long> gatewayThreadCpu,
+            long brokerLost) {
 
         long missing() {
             return sent - delivered;
@@ -465,6 +466,8 @@ public final class Bench {
         long sent = s.devices() * s.perDevice();
         long window = s.rate() > 0 ? 0 : Long.getLong("bench.e2e-window", 1000);
         long droppedBefore = BrokerStats.droppedSoFar(servers.mosquitto.port);
+        // what the gateway found the broker dropped for good (skipped ids its resend did not include)
+        double lostBefore = s.raw() ? 0 : gateway.metric("gateway_mqtt_broker_lost_total");
         long requestsBefore = kafkaStats == null || s.raw() ? -1 : kafkaStats.produceRequests();
         java.util.concurrent.atomic.AtomicLong rssMax = new java.util.concurrent.atomic.AtomicLong();
         java.util.concurrent.atomic.AtomicBoolean sampling = new java.util.concurrent.atomic.AtomicBoolean(!s.raw());
@@ -531,7 +534,8 @@ public final class Bench {
         long dropped = droppedBefore < 0 || droppedAfter < droppedBefore ? -1 : droppedAfter - droppedBefore;
         return new Result(s, sent, tally.delivered(), tally.duplicates(), tally.outOfOrder(), seconds,
                 tally.latency, failures, cpuUsed, gatewayP99, dropped, window, produceRequests,
-                s.raw() ? -1 : rssMax.get(), threadCpu);
+                s.raw() ? -1 : rssMax.get(), threadCpu,
+                s.raw() ? -1 : Math.round(orZero(gateway.metric("gateway_mqtt_broker_lost_total")) - orZero(lostBefore)));
     }
 
     /** Until everything arrived, or nothing new arrived for IDLE_TIMEOUT, or MAX_SCENARIO passed. */
@@ -566,7 +570,8 @@ public final class Bench {
         return String.format(Locale.ROOT,
                 "{\"scenario\":\"%s\",\"path\":\"%s\",\"devices\":%d,\"size\":%d,\"qos\":%d,\"rate\":%d,"
                         + "\"sent\":%d,\"delivered\":%d,\"missing\":%d,\"duplicates\":%d,\"out_of_order\":%d,"
-                        + "\"publish_failures\":%d,\"broker_dropped\":%d,\"e2e_window\":%d,\"seconds\":%.3f,"
+                        + "\"publish_failures\":%d,\"broker_dropped\":%d,\"broker_lost\":%d,\"e2e_window\":%d,"
+                        + "\"seconds\":%.3f,"
                         + "\"throughput_msg_s\":%.0f,\"latency_ms\":%s,"
                         + "\"gateway_p99_ms\":%s,\"gateway_cpu_us_per_msg\":%s,\"cpu_ms\":%s,"
                         + "\"gateway_cpu_percent\":%s,\"kafka_cpu_percent\":%s,\"produce_requests\":%d,"
@@ -576,13 +581,17 @@ public final class Bench {
                         + ",receive-maximum=" + Integer.getInteger("bench.raw.receive-maximum", 60_000) + ")"
                         : "broker->gateway->kafka", s.devices(), s.size(), s.qos(),
                 s.rate(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(), r.publishFailures(),
-                r.brokerDropped(), r.window(), r.seconds(), r.throughput(), r.latency().json(),
+                r.brokerDropped(), r.brokerLost(), r.window(), r.seconds(), r.throughput(), r.latency().json(),
                 Double.isNaN(r.gatewayP99Millis()) ? "null" : String.format(Locale.ROOT, "%.1f", r.gatewayP99Millis()),
                 Double.isNaN(r.gatewayCpuMicrosPerMessage()) ? "null"
                         : String.format(Locale.ROOT, "%.1f", r.gatewayCpuMicrosPerMessage()),
                 cpuJson(r.cpuMillis()), num(r.cpuPercent("gateway")), num(r.cpuPercent("kafka")), r.produceRequests(),
                 num(r.produceRequestsPerSecond()), r.rssMaxMiB(), num(r.gatewayJitMicrosPerMessage()),
                 cpuJson(r.gatewayThreadCpu()), limit);
+    }
+
+    private static double orZero(double v) {
+        return Double.isNaN(v) ? 0 : v;
     }
 
     private static String num(double v) {
@@ -627,6 +636,13 @@ public final class Bench {
                 + " gw cpu% / kf cpu%: gateway / Kafka broker CPU in % of one core over the scenario; prod/s:"
                 + " produce requests the broker handled per second (all clients, JMX); gw rss: the gateway's largest"
                 + " resident set during the scenario (sampled every 200 ms)");
+        for (Result r : results) {
+            if (r.missing() > 0 && r.brokerLost() >= 0) {
+                System.out.printf(Locale.ROOT, "%s: %d missing; the gateway reported %d of them dropped for good by the"
+                        + " broker (gateway_mqtt_broker_lost_total: skipped ids its resend did not include)%n",
+                        r.scenario().name(), r.missing(), r.brokerLost());
+            }
+        }
         for (Result r : results) {
             if (!r.gatewayThreadCpu().isEmpty()) {
                 StringBuilder line = new StringBuilder();
