@@ -161,12 +161,40 @@ public final class Bench {
 
         System.err.printf("bench: starting local Kafka, Mosquitto (%s), Redis%n",
                 inflight > 0 ? "max_inflight_messages " + inflight : "default settings");
+        // bench.gateway.tls=true: the gateway connects over TLS to a second listener of the same broker (devices and the
+        // raw subscriber stay on the plain one). Mosquitto reads one packet per socket per loop pass on a plain
+        // connection but everything decrypted in hand on a TLS one, so the gateway's PUBACKs are applied in batches.
+        boolean gatewayTls = Boolean.getBoolean("bench.gateway.tls");
+        int tlsPort = gatewayTls ? LocalServers.freePort() : -1;
+        io.devicegateway.testing.TestCertificates certs = gatewayTls ? new io.devicegateway.testing.TestCertificates(
+                Path.of("target", "bench-tls", UUID.randomUUID().toString().substring(0, 8)).toAbsolutePath())
+                .ca("ca").signed("ca", "server", "localhost",
+                        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n") : null;
+        if (certs != null) {
+            // Mosquitto started as root runs as the mosquitto user: it must be able to read its key
+            try (var files = java.nio.file.Files.list(certs.dir)) {
+                for (Path f : files.toList()) {
+                    java.nio.file.Files.setPosixFilePermissions(f,
+                            java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
+                }
+                for (Path d : List.of(certs.dir.getParent(), certs.dir)) {
+                    java.nio.file.Files.setPosixFilePermissions(d,
+                            java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+                }
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }
         // notice-level log: Mosquitto names the client whose queue overflows (logging only, not behaviour)
         try (LocalServers servers = LocalServers.startWith("bench", inflight,
                 m -> {
                     m.extraConfig.add("log_type notice");
                     // bench.max-queued=N: Mosquitto's max_queued_messages (diagnostic; default: the broker's 1000)
                     m.maxQueuedMessages = Integer.getInteger("bench.max-queued", 0);
+                    if (certs != null) {
+                        m.extraConfig.addAll(List.of("listener " + tlsPort + " 127.0.0.1",
+                                "certfile " + certs.file("server.crt"), "keyfile " + certs.file("server.key")));
+                    }
                 }, k -> k.jmxPort = LocalServers.freePort())) {
             try {
                 kafkaStats = new KafkaStats(servers.kafka.jmxPort);
@@ -178,6 +206,11 @@ public final class Bench {
             // and discarded when it stops; a fixed id's session stayed subscribed after its process and cost the broker
             // CPU queueing and dropping copies during the later scenarios (the dedup pair: 307,455 and 486,748 drops)
             config.put("gateway.grpc.auth.tokens", io.devicegateway.testing.Agents.tokensConfig());
+            if (certs != null) {
+                config.put("gateway.mqtt.port", Integer.toString(tlsPort));
+                config.put("gateway.mqtt.tls-configuration-name", "bench");
+                config.put("quarkus.tls.bench.trust-store.pem.certs", certs.file("ca.crt").toString());
+            }
             // bench.gateway.config=key=value;key=value: gateway settings to compare (e.g. producer linger)
             for (String kv : System.getProperty("bench.gateway.config", "").split(";")) {
                 int eq = kv.indexOf('=');
