@@ -485,12 +485,12 @@ public class MqttConnection {
 
             @Override
             public void onBrokerDropped(MqttLink dropping, int first, int last) {
-                brokerDrops.increment(last >= first ? last - first + 1 : last + 65_535 - first + 1);
+                brokerDrops.increment(MqttLink.idCount(first, last));
             }
 
             @Override
             public void onBrokerLost(MqttLink resent, int first, int last) {
-                brokerLost.increment(last >= first ? last - first + 1 : last + 65_535 - first + 1);
+                brokerLost.increment(MqttLink.idCount(first, last));
             }
 
             @Override

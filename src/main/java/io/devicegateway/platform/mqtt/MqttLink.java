@@ -491,8 +491,8 @@ final class MqttLink {
             if (sequenceFromRedelivery && resendFrom > 0 && packetId != resendFrom) {
                 // every message before the gap was acknowledged before the takeover, so the broker's resend starts
                 // with the oldest it still holds: ids before it, from the gap on, are gone from the session
-                int last = packetId == 1 ? 65_535 : packetId - 1;
-                int lost = last >= resendFrom ? last - resendFrom + 1 : last + 65_535 - resendFrom + 1;
+                int last = previousId(packetId);
+                int lost = idCount(resendFrom, last);
                 if (lost < 32_768) { // farther than that is not a resend of this gap: nothing to conclude
                     LOG.errorf("MQTT broker lost packet ids %d..%d for %s for good (%d message(s), not resent after "
                             + "the takeover: its session queue was full, e.g. Mosquitto's max_queued_messages with the "
@@ -509,7 +509,7 @@ final class MqttLink {
             return true;
         }
         int first = expectedPacketId;
-        int last = packetId == 1 ? 65_535 : packetId - 1;
+        int last = previousId(packetId);
         dropping = true;
         firstSkipped = first;
         applyAutoRead(); // what follows is discarded anyway: let the broker keep it
@@ -523,6 +523,15 @@ final class MqttLink {
 
     private static int nextId(int packetId) {
         return packetId == 65_535 ? 1 : packetId + 1;
+    }
+
+    private static int previousId(int packetId) {
+        return packetId == 1 ? 65_535 : packetId - 1;
+    }
+
+    /** How many packet ids {@code first}..{@code last} spans, wrapping after 65535 (ids are 1-65535). */
+    static int idCount(int first, int last) {
+        return last >= first ? last - first + 1 : last + 65_535 - first + 1;
     }
 
     /** Once nothing taken before the gap waits for its acknowledgement: DISCONNECT, keeping the session. */
@@ -722,7 +731,7 @@ final class MqttLink {
     private int allocatePacketId() {
         for (int i = 0; i < 65_535; i++) {
             int id = nextPacketId;
-            nextPacketId = nextPacketId == 65_535 ? 1 : nextPacketId + 1;
+            nextPacketId = nextId(nextPacketId);
             if (!outboundInFlight.containsKey(id) && !pendingSubscribes.containsKey(id)
                     && !pendingUnsubscribes.containsKey(id)) {
                 return id;
