@@ -169,22 +169,8 @@ public final class Bench {
         io.devicegateway.testing.TestCertificates certs = gatewayTls ? new io.devicegateway.testing.TestCertificates(
                 Path.of("target", "bench-tls", UUID.randomUUID().toString().substring(0, 8)).toAbsolutePath())
                 .ca("ca").signed("ca", "server", "localhost",
-                        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n") : null;
-        if (certs != null) {
-            // Mosquitto started as root runs as the mosquitto user: it must be able to read its key
-            try (var files = java.nio.file.Files.list(certs.dir)) {
-                for (Path f : files.toList()) {
-                    java.nio.file.Files.setPosixFilePermissions(f,
-                            java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
-                }
-                for (Path d : List.of(certs.dir.getParent(), certs.dir)) {
-                    java.nio.file.Files.setPosixFilePermissions(d,
-                            java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
-                }
-            } catch (java.io.IOException e) {
-                throw new java.io.UncheckedIOException(e);
-            }
-        }
+                        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+                .readableByOthers() : null;
         // notice-level log: Mosquitto names the client whose queue overflows (logging only, not behaviour)
         try (LocalServers servers = LocalServers.startWith("bench", inflight,
                 m -> {

@@ -658,8 +658,8 @@ public final class FaultScenarios {
     }
 
     /**
-     * The gateway process stopped (SIGSTOP) for 4 s ({@code faults.stall-ms}), twice, under full-rate QoS 1 traffic: what a long GC pause, CPU
-     * throttling or a frozen node does to a pod. Mosquitto piles up the messages for its socket, frees those beyond
+     * The gateway process stopped (SIGSTOP) for 4 s ({@code faults.stall-ms}), twice, under full-rate QoS 1 traffic:
+     * what a long GC pause, CPU throttling or a frozen node does to a pod. Mosquitto piles up the messages for its socket, frees those beyond
      * max_queued_messages (1000) while keeping them in the session, and the gateway must get every one back.
      */
     static Row gatewayStalled(Stage s) throws Exception {

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -14,14 +13,11 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
-import java.util.concurrent.TimeUnit;
 
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.awaitility.Awaitility;
@@ -39,6 +35,7 @@ import io.devicegateway.testing.Devices;
 import io.devicegateway.testing.GatewayProcess;
 import io.devicegateway.testing.KafkaRecords;
 import io.devicegateway.testing.LocalServers;
+import io.devicegateway.testing.TestCertificates;
 import io.devicegateway.v1.DeviceMessage;
 
 /**
@@ -237,52 +234,13 @@ class BrokerTlsIT {
      * A CA; broker certificates signed by it for CN=localhost with and without the IP:127.0.0.1 SAN; a client
      * certificate signed by it; an unrelated CA. World-readable: Mosquitto drops from root to user mosquitto.
      */
-    private static void makeCertificates() throws IOException {
-        ca("ca");
-        ca("wrong-ca");
-        signed("server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
-        signed("server-dns-only", "localhost", "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n");
-        signed("client", "device-gateway", "extendedKeyUsage=clientAuth\n");
-        try (var files = Files.list(certs)) {
-            for (Path f : files.toList()) {
-                Files.setPosixFilePermissions(f, PosixFilePermissions.fromString("rw-r--r--"));
-            }
-        }
-        for (Path dir : List.of(certs.getParent(), certs)) { // the directories made here; target/ is 755 already
-            Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
-        }
-    }
-
-    private static void ca(String name) {
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=" + name,
-                "-keyout", name + ".key", "-out", name + ".crt",
-                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
-    }
-
-    private static void signed(String name, String commonName, String extensions) throws IOException {
-        Files.writeString(certs.resolve(name + ".ext"), extensions);
-        openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + commonName,
-                "-keyout", name + ".key", "-out", name + ".csr");
-        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial",
-                Long.toString(System.nanoTime()), "-days", "2", "-extfile", name + ".ext", "-out", name + ".crt");
-    }
-
-    private static void openssl(String... args) {
-        List<String> command = new ArrayList<>(List.of("openssl"));
-        command.addAll(List.of(args));
-        try {
-            Process p = new ProcessBuilder(command).directory(certs.toFile()).redirectErrorStream(true)
-                    .redirectOutput(certs.resolve("openssl.log").toFile()).start();
-            if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
-                p.destroyForcibly();
-                throw new IllegalStateException(String.join(" ", command) + " failed: "
-                        + Files.readString(certs.resolve("openssl.log")));
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot run openssl (apt-get install -y openssl)", e);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException(e);
-        }
+    private static void makeCertificates() {
+        new TestCertificates(certs).ca("ca").ca("wrong-ca")
+                .signed("ca", "server", "localhost",
+                        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+                .signed("ca", "server-dns-only", "localhost",
+                        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n")
+                .signed("ca", "client", "device-gateway", "extendedKeyUsage=clientAuth\n")
+                .readableByOthers();
     }
 }

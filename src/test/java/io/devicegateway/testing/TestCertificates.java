@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -46,6 +47,24 @@ public final class TestCertificates {
 
     public Path file(String name) {
         return dir.resolve(name);
+    }
+
+    /**
+     * Files world-readable, this directory and its parent enterable: a Mosquitto started as root drops to user
+     * mosquitto and must still read its key (the parent is a directory made for these certificates; target/ is 755).
+     */
+    public TestCertificates readableByOthers() {
+        try (var files = Files.list(dir)) {
+            for (Path f : files.toList()) {
+                Files.setPosixFilePermissions(f, PosixFilePermissions.fromString("rw-r--r--"));
+            }
+            for (Path d : List.of(dir.getParent(), dir)) {
+                Files.setPosixFilePermissions(d, PosixFilePermissions.fromString("rwxr-xr-x"));
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return this;
     }
 
     private void openssl(String... args) {
