@@ -629,13 +629,8 @@ public final class Bench {
                 "sent", "delivered", "missing", "dups", "ooo", "brk drop", "msg/s", "of raw", "p50 ms", "p99 ms",
                 "gw p99 ms", "gw us/msg", "jit", "gw cpu%", "kf cpu%", "prod/s", "gw rss");
         for (Result r : results) {
-            String ofRaw = "";
-            for (Result raw : results) {
-                if (!r.scenario().raw() && raw.scenario().raw() && raw.scenario().qos() == r.scenario().qos()
-                        && r.scenario().rate() == 0) {
-                    ofRaw = String.format(Locale.ROOT, "%.0f%%", 100 * r.throughput() / raw.throughput());
-                }
-            }
+            Result raw = r.scenario().raw() || r.scenario().rate() != 0 ? null : rawFor(results, r);
+            String ofRaw = raw == null ? "" : String.format(Locale.ROOT, "%.0f%%", 100 * r.throughput() / raw.throughput());
             System.out.printf(Locale.ROOT, "%-22s %8d %9d %7d %5d %6d %8d %9.0f %7s %8.2f %8.2f %10s %10s %7s %7s %7s %8s %8s%n",
                     r.scenario().name(), r.sent(), r.delivered(), r.missing(), r.duplicates(), r.outOfOrder(),
                     r.brokerDropped(), r.throughput(), ofRaw, r.latency().percentileMillis(50),
@@ -662,6 +657,7 @@ public final class Bench {
                         r.scenario().name(), r.missing(), r.brokerLost());
             }
         }
+        printCpuBudget(results);
         for (Result r : results) {
             if (!r.gatewayThreadCpu().isEmpty()) {
                 StringBuilder line = new StringBuilder();
@@ -671,6 +667,60 @@ public final class Bench {
                 System.out.printf("gateway CPU by thread, us/msg, %s: %s%n", r.scenario().name(), line);
             }
         }
+    }
+
+    /**
+     * Where the machine's CPU went per delivered message in each unpaced scenario, and what that allows: every process
+     * of the path shares this machine's cores (the simulated devices and the verifying consumer or raw subscriber run
+     * in the bench's own JVM). For a gateway scenario: the rate its measured costs would allow with every core busy
+     * ("ceiling"), and the rate they would allow if the gateway itself cost nothing ("without gateway"), each as a
+     * share of the raw rate of the same QoS: a ratio target above the second one cannot be met on this machine
+     * however cheap the gateway gets.
+     */
+    static void printCpuBudget(List<Result> results) {
+        int cores = Runtime.getRuntime().availableProcessors();
+        boolean header = false;
+        for (Result r : results) {
+            if (r.scenario().rate() != 0 || r.delivered() == 0 || r.seconds() <= 0) {
+                continue;
+            }
+            if (!header) {
+                System.out.printf("CPU per delivered message, us (all processes on this machine's %d cores; busy: their"
+                        + " CPU over the scenario in %% of all cores):%n", cores);
+                header = true;
+            }
+            StringBuilder line = new StringBuilder();
+            double total = 0;
+            double withoutGateway = 0;
+            for (Map.Entry<String, Long> e : r.cpuMillis().entrySet()) {
+                double us = e.getValue() * 1000.0 / r.delivered();
+                total += us;
+                withoutGateway += e.getKey().equals("gateway") ? 0 : us;
+                line.append(String.format(Locale.ROOT, "%s %s %.1f", line.length() == 0 ? "" : ",", e.getKey(), us));
+            }
+            double busy = 100 * total * r.throughput() / 1e6 / cores;
+            String bound = "";
+            Result raw = rawFor(results, r);
+            if (!r.scenario().raw() && raw != null && total > 0 && withoutGateway > 0) {
+                double ceiling = cores * 1e6 / total;
+                double free = cores * 1e6 / withoutGateway;
+                bound = String.format(Locale.ROOT, "; ceiling %.0f msg/s (%.0f%% of raw), without gateway %.0f msg/s"
+                        + " (%.0f%% of raw)", ceiling, 100 * ceiling / raw.throughput(), free,
+                        100 * free / raw.throughput());
+            }
+            System.out.printf(Locale.ROOT, "  %-20s %s; total %.1f, busy %.0f%%%s%n", r.scenario().name(), line, total,
+                    busy, bound);
+        }
+    }
+
+    /** The raw scenario of the same QoS in this run, or null. */
+    static Result rawFor(List<Result> results, Result r) {
+        for (Result raw : results) {
+            if (raw.scenario().raw() && raw.scenario().qos() == r.scenario().qos() && raw.scenario().rate() == 0) {
+                return raw;
+            }
+        }
+        return null;
     }
 
     private static String dash(double v) {

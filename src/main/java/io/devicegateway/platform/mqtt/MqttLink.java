@@ -50,8 +50,6 @@ import io.vertx.core.net.impl.NetSocketInternal;
 final class MqttLink {
 
     private static final Logger LOG = Logger.getLogger(MqttLink.class);
-    private static final MqttFixedHeader PUBACK = new MqttFixedHeader(MqttMessageType.PUBACK, false,
-            MqttQoS.AT_MOST_ONCE, false, 2);
     private static final MqttFixedHeader PUBREC = new MqttFixedHeader(MqttMessageType.PUBREC, false,
             MqttQoS.AT_MOST_ONCE, false, 2);
     private static final MqttFixedHeader PUBREL = new MqttFixedHeader(MqttMessageType.PUBREL, false,
@@ -216,6 +214,10 @@ final class MqttLink {
      * queue (one atomic exchange per offer, no node per element) instead of a ConcurrentLinkedQueue of int[].
      */
     private final java.util.Queue<Integer> acks = io.netty.util.internal.PlatformDependent.newMpscQueue();
+    /** First bytes of PUBACK and PUBREC (packet type, no flags); a batch buffer starts at 256 acknowledgements. */
+    private static final int PUBACK_BYTE = MqttMessageType.PUBACK.value() << 4;
+    private static final int PUBREC_BYTE = MqttMessageType.PUBREC.value() << 4;
+    private static final int ACK_BUFFER_BYTES = 1024;
     private final java.util.concurrent.atomic.AtomicBoolean ackScheduled = new java.util.concurrent.atomic.AtomicBoolean();
     private final java.util.concurrent.atomic.AtomicInteger unacked = new java.util.concurrent.atomic.AtomicInteger();
 
@@ -597,7 +599,7 @@ final class MqttLink {
     private void writeAcks() {
         ackScheduled.set(false);
         Integer ack;
-        int written = 0;
+        ByteBuf out = null;
         while ((ack = acks.poll()) != null) {
             unacked.decrementAndGet();
             if (closed || channel == null) {
@@ -606,15 +608,18 @@ final class MqttLink {
             int packetId = ack >>> 2;
             if ((ack & 3) == 2) {
                 inboundQos2.add(packetId);
-                channel.write(new MqttMessage(PUBREC, MqttMessageIdVariableHeader.from(packetId)));
-            } else {
-                channel.write(new MqttMessage(PUBACK, MqttMessageIdVariableHeader.from(packetId)));
             }
-            written++;
+            if (out == null) {
+                out = channel.alloc().ioBuffer(ACK_BUFFER_BYTES);
+            }
+            // one buffer for the batch, 4 bytes each, the same bytes the encoder writes for a PUBACK or PUBREC with
+            // the success code (MQTT 5 too: reason code and properties may be left out then), without a message
+            // object and an encoder pass per acknowledgement
+            out.writeByte((ack & 3) == 2 ? PUBREC_BYTE : PUBACK_BYTE).writeByte(2).writeShort(packetId);
         }
-        if (written > 0 && !closed) {
+        if (out != null) {
             lastWriteNanos = System.nanoTime();
-            channel.flush();
+            channel.writeAndFlush(out);
         }
         disconnectForResendWhenIdle();
     }
