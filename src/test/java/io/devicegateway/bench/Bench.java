@@ -713,10 +713,13 @@ public final class Bench {
         }
     }
 
-    /** The raw scenario of the same QoS in this run, or null. */
+    /** The raw scenario of this run with the same traffic (devices, messages, size, QoS, unpaced), or null. */
     static Result rawFor(List<Result> results, Result r) {
+        Scenario s = r.scenario();
         for (Result raw : results) {
-            if (raw.scenario().raw() && raw.scenario().qos() == r.scenario().qos() && raw.scenario().rate() == 0) {
+            Scenario t = raw.scenario();
+            if (t.raw() && t.qos() == s.qos() && t.rate() == 0 && t.devices() == s.devices()
+                    && t.perDevice() == s.perDevice() && t.size() == s.size()) {
                 return raw;
             }
         }
