@@ -88,6 +88,18 @@ public interface MqttConfig {
     boolean resendDropped();
 
     /**
+     * After a resend showed that the broker had dropped skipped messages for good (its session queue was full: it is
+     * dropping whatever exceeds the window), further gaps within this time do not each cost a takeover, which stalls
+     * the flow while the broker goes on dropping. The connection notes their ids, keeps taking messages, and checks
+     * them all with one takeover when the time is up: ids the broker resends are delivered then (after later
+     * messages of their devices), ids it does not are reported lost, exactly as after an immediate takeover. Not
+     * while reads are paused (then a skipped message is likely one the broker still holds, and is recovered in order
+     * at once). 0: a takeover for every gap.
+     */
+    @WithDefault("1s")
+    Duration resendHoldOff();
+
+    /**
      * MQTT 5 Maximum Packet Size the gateway accepts: the broker never sends it a larger packet (Mosquitto drops such
      * a message for the gateway's session; the publisher still got its PUBACK). Bounds what one device message can
      * cost every replica. Default 1 MiB + 64 KiB; must exceed {@code gateway.ingest.max-payload-bytes} and

@@ -77,9 +77,12 @@ public class MqttConnection {
     private final Counter adoptedSessions;
     private final Counter brokerDrops;
     private final Counter brokerLost;
+    private final Counter brokerResentLate;
     private final Counter resendReconnects;
-    /** The last link disconnected so that the broker resends what it dropped: the next one expects that resend. */
-    private boolean resendNext;
+    /** The link that closed itself for a resend without a prepared successor: the next attempt checks the resend. */
+    private MqttLink resendNext;
+    /** Until then a gap is checked with one takeover later, not at once (gateway.mqtt.resend-hold-off). */
+    private long resendHoldOffUntil = System.nanoTime();
     /** The next connection for a resend, socket opened while the broker closes the last one; its CONNECT waits. */
     private MqttLink resendLink;
     private Promise<Void> resendLogin;
@@ -152,6 +155,9 @@ public class MqttConnection {
         this.brokerLost = Counter.builder("gateway.mqtt.broker.lost")
                 .description("Messages the broker dropped for good (skipped ids it did not resend after the takeover: "
                         + "its session queue was full); not in Kafka").register(registry);
+        this.brokerResentLate = Counter.builder("gateway.mqtt.broker.resent.late")
+                .description("Skipped messages the broker still held, resent by a takeover after the resend hold-off "
+                        + "and delivered then, after later messages of their devices").register(registry);
         this.resendReconnects = Counter.builder("gateway.mqtt.resend.reconnects")
                 .description("Reconnects made so that the broker resends, in order, messages it dropped")
                 .register(registry);
@@ -463,9 +469,10 @@ public class MqttConnection {
             return;
         }
         MqttLink attempt = newAttempt();
-        if (resendNext) {
-            resendNext = false;
+        if (resendNext != null) {
             attempt.expectResend();
+            attempt.checkDeferredOf(resendNext);
+            resendNext = null;
         }
         link = attempt;
         handshake(attempt, Future.succeededFuture());
@@ -490,7 +497,25 @@ public class MqttConnection {
 
             @Override
             public void onBrokerLost(MqttLink resent, int first, int last) {
-                brokerLost.increment(MqttLink.idCount(first, last));
+                onBrokerLostMessages(resent, MqttLink.idCount(first, last));
+            }
+
+            @Override
+            public void onBrokerLostMessages(MqttLink resent, int count) {
+                brokerLost.increment(count);
+                // the broker is dropping what exceeds the window: answer the next gaps with one takeover, not one each
+                resendHoldOffUntil = System.nanoTime() + config.resendHoldOff().toNanos();
+            }
+
+            @Override
+            public void onBrokerResentLate(MqttLink resent, int count) {
+                brokerResentLate.increment(count);
+            }
+
+            @Override
+            public long resendHoldOffMillis(MqttLink dropping) {
+                long left = resendHoldOffUntil - System.nanoTime();
+                return inboundPaused || left <= 0 ? 0 : Math.max(1, left / 1_000_000);
             }
 
             @Override
@@ -540,6 +565,7 @@ public class MqttConnection {
         } else {
             next.expectResend();
         }
+        next.checkDeferredOf(dropping);
         resendLink = next;
         resendLogin = Promise.promise();
         handshake(next, resendLogin.future());
@@ -652,7 +678,7 @@ public class MqttConnection {
                 if (prepared != null) {
                     login.tryFail(new IllegalStateException("not used"));
                 }
-                resendNext = true;
+                resendNext = closed;
                 connect();
             }
             return;

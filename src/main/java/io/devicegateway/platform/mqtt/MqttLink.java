@@ -86,6 +86,22 @@ final class MqttLink {
         default void onBrokerLost(MqttLink link, int first, int last) {
         }
 
+        /** As {@link #onBrokerLost}, for ids noted during a resend hold-off: {@code count} of them were not resent. */
+        default void onBrokerLostMessages(MqttLink link, int count) {
+        }
+
+        /** {@code count} ids noted during a resend hold-off were resent by the broker and delivered late. */
+        default void onBrokerResentLate(MqttLink link, int count) {
+        }
+
+        /**
+         * Whether a gap found now may wait (milliseconds left of the resend hold-off: note the ids, take messages on,
+         * check them with one takeover when it ends) or needs a takeover at once (0).
+         */
+        default long resendHoldOffMillis(MqttLink link) {
+            return 0;
+        }
+
         /**
          * Whether the listener takes this link's session over with a new connection for the resend: then it opens that
          * connection's socket now, the link sends a PINGREQ as a barrier and calls {@link #onResendBarrier} at its
@@ -191,6 +207,23 @@ final class MqttLink {
     private int firstSkipped = -1;
     private boolean dropping;
     private boolean closedForResend;
+    /**
+     * Gaps noted during a resend hold-off (see {@link Listener#resendHoldOffMillis}): their ids, how many, the first,
+     * and the timer that starts their check. Bounded: at most {@link #MAX_DEFERRED} ids and a span of
+     * {@link #MAX_DEFERRED_SPAN} ids, so that no id can come round again before the check.
+     */
+    private java.util.BitSet deferred;
+    private int deferredCount;
+    private int firstDeferred = -1;
+    private long deferredTimer = -1;
+    static final int MAX_DEFERRED = 20_000;
+    static final int MAX_DEFERRED_SPAN = 30_000;
+    /** On the connection after a takeover: the previous one's noted ids not yet seen in the resend. */
+    /** Reads were paused on this connection at some point: no gap may wait for the hold-off's check. */
+    private boolean readsWerePaused;
+    private java.util.BitSet deferredToCheck;
+    private int deferredToCheckCount;
+    private int resentLate;
     /** PINGREQs sent and PINGRESPs read; the barrier is passed when the answers reach {@code barrierPing}. */
     private long pingsSent;
     private long pingsAnswered;
@@ -409,6 +442,10 @@ final class MqttLink {
         }
     }
 
+    private static boolean sessionPresent(MqttConnAckMessage connAck) {
+        return connAck.variableHeader().isSessionPresent();
+    }
+
     private void onConnAck(MqttConnAckMessage connAck) {
         MqttConnectReturnCode code = connAck.variableHeader().connectReturnCode();
         if (code != MqttConnectReturnCode.CONNECTION_ACCEPTED) {
@@ -439,6 +476,12 @@ final class MqttLink {
         connected = true;
         startKeepAlive(keepAlive);
         startProbes();
+        if (deferredToCheckCount > 0 && settings.probeTopic() != null && sessionPresent(connAck)) {
+            // the check ends at the first id past the noted ones: with the devices quiet the resend may hold none,
+            // so a probe (the session's next id, after the resend) brings one
+            publish(settings.probeTopic(), new byte[0], 1, false, null)
+                    .onFailure(e -> LOG.debugf("Sequence probe on %s failed: %s", settings.clientId(), e.toString()));
+        }
         Promise<ConnAck> p = connecting;
         connecting = null;
         if (p != null) {
@@ -490,6 +533,16 @@ final class MqttLink {
             if (dup && !sequenceFromRedelivery) {
                 return true;
             }
+            if (deferredToCheckCount > 0) {
+                if (deferredToCheck.get(packetId)) {
+                    // the broker still held it: its resend comes first, in id order; delivered now, late
+                    deferredToCheck.clear(packetId);
+                    deferredToCheckCount--;
+                    resentLate++;
+                    return true;
+                }
+                finishDeferredCheck();
+            }
             if (sequenceFromRedelivery && resendFrom > 0 && packetId != resendFrom) {
                 // every message before the gap was acknowledged before the takeover, so the broker's resend starts
                 // with the oldest it still holds: ids before it, from the gap on, are gone from the session
@@ -508,10 +561,21 @@ final class MqttLink {
         }
         if (packetId == expectedPacketId) {
             expectedPacketId = nextId(packetId);
+            if (deferredCount > 0 && idCount(firstDeferred, packetId) >= MAX_DEFERRED_SPAN) {
+                startDeferredResend("the noted ids span " + MAX_DEFERRED_SPAN + " packet ids");
+            }
             return true;
         }
         int first = expectedPacketId;
         int last = previousId(packetId);
+        int skipped = idCount(first, last);
+        long holdOff = readsWerePaused ? 0 : listener.resendHoldOffMillis(this);
+        if (holdOff > 0 && deferredCount + skipped <= MAX_DEFERRED
+                && (deferredCount == 0 || idCount(firstDeferred, packetId) < MAX_DEFERRED_SPAN)) {
+            deferGap(first, last, skipped, holdOff);
+            expectedPacketId = nextId(packetId);
+            return true;
+        }
         dropping = true;
         firstSkipped = first;
         applyAutoRead(); // what follows is discarded anyway: let the broker keep it
@@ -534,6 +598,98 @@ final class MqttLink {
     /** How many packet ids {@code first}..{@code last} spans, wrapping after 65535 (ids are 1-65535). */
     static int idCount(int first, int last) {
         return last >= first ? last - first + 1 : last + 65_535 - first + 1;
+    }
+
+    /**
+     * A gap during the resend hold-off: the broker dropped these for good moments ago and is likely still doing so, so
+     * instead of stalling for a takeover now, note the ids and take messages on; one takeover checks them all when
+     * the hold-off ends.
+     */
+    private void deferGap(int first, int last, int skipped, long holdOffMillis) {
+        if (deferred == null) {
+            deferred = new java.util.BitSet(65_536);
+        }
+        if (deferredCount == 0) {
+            firstDeferred = first;
+            LOG.warnf("MQTT broker skipped packet ids %d..%d for %s while it is dropping messages for good (its last "
+                    + "resend lacked the ids it had skipped); taking messages on and checking every id it skips with "
+                    + "one takeover in %d ms", first, last, settings.clientId(), holdOffMillis);
+            deferredTimer = vertx.setTimer(holdOffMillis, id -> context.runOnContext(v -> {
+                deferredTimer = -1;
+                startDeferredResend("the resend hold-off ended");
+            }));
+        } else {
+            LOG.debugf("MQTT broker skipped packet ids %d..%d for %s (noted for the check)", first, last,
+                    settings.clientId());
+        }
+        for (int id = first, n = 0; n < skipped; id = nextId(id), n++) {
+            deferred.set(id);
+        }
+        deferredCount += skipped;
+        listener.onBrokerDropped(this, first, last);
+    }
+
+    /** The noted ids' check: stop taking messages and take the session over once the earlier ones are acknowledged. */
+    private void startDeferredResend(String why) {
+        if (deferredCount == 0 || dropping || closed) {
+            return;
+        }
+        if (deferredTimer >= 0) {
+            vertx.cancelTimer(deferredTimer);
+            deferredTimer = -1;
+        }
+        dropping = true;
+        firstSkipped = expectedPacketId; // the resend goes on from here (the rest was acknowledged)
+        applyAutoRead();
+        LOG.infof("MQTT broker skipped %d packet id(s) for %s since %d (%s): checking them with a takeover",
+                deferredCount, settings.clientId(), firstDeferred, why);
+        disconnectForResendWhenIdle();
+    }
+
+    /** The resend went past the noted ids: those it did not include are gone from the session. */
+    private void finishDeferredCheck() {
+        int lost = deferredToCheckCount;
+        if (resentLate > 0) {
+            LOG.warnf("MQTT broker resent %d message(s) for %s that it had skipped while dropping; delivered now, after"
+                    + " later messages of their devices", resentLate, settings.clientId());
+            listener.onBrokerResentLate(this, resentLate);
+        }
+        if (lost > 0) {
+            LOG.errorf("MQTT broker lost %d message(s) for %s for good (packet ids %s, skipped while it was dropping "
+                    + "and not resent after the takeover: its session queue was full, e.g. Mosquitto's "
+                    + "max_queued_messages with the Receive Maximum reached); they are not in Kafka", lost,
+                    settings.clientId(), ranges(deferredToCheck));
+            listener.onBrokerLostMessages(this, lost);
+        }
+        deferredToCheck = null;
+        deferredToCheckCount = 0;
+        resentLate = 0;
+    }
+
+    /** {@code ids} as ranges, "a..b, c, d..e", the first 20 of them. */
+    static String ranges(java.util.BitSet ids) {
+        StringBuilder out = new StringBuilder();
+        int shown = 0;
+        for (int from = ids.nextSetBit(0); from >= 0; from = ids.nextSetBit(from)) {
+            int to = ids.nextClearBit(from) - 1;
+            if (shown++ == 20) {
+                out.append(", …");
+                break;
+            }
+            out.append(out.length() == 0 ? "" : ", ").append(from).append(to > from ? ".." + to : "");
+            from = to + 1;
+        }
+        return out.toString();
+    }
+
+    /** The next connection checks the noted ids of {@code previous} in the broker's resend. */
+    void checkDeferredOf(MqttLink previous) {
+        if (previous.deferredCount > 0) {
+            deferredToCheck = previous.deferred;
+            deferredToCheckCount = previous.deferredCount;
+            previous.deferred = null;
+            previous.deferredCount = 0;
+        }
     }
 
     /** Once nothing taken before the gap waits for its acknowledgement: DISCONNECT, keeping the session. */
@@ -754,6 +910,12 @@ final class MqttLink {
             return;
         }
         readsPaused = paused;
+        if (paused) {
+            // from now on a skipped message may be one the broker still holds (its socket queue overflowed while we
+            // did not read): check what was noted, and take over at once for every later gap
+            readsWerePaused = true;
+            startDeferredResend("reads paused");
+        }
         applyAutoRead();
         if (!paused) {
             lastReadNanos = System.nanoTime(); // no PINGRESP could be read while paused
@@ -905,6 +1067,15 @@ final class MqttLink {
         }
         if (probeTimer >= 0) {
             vertx.cancelTimer(probeTimer);
+        }
+        if (deferredTimer >= 0) {
+            vertx.cancelTimer(deferredTimer);
+        }
+        if (deferredCount > 0) {
+            // closed otherwise than for the check: what the broker still held comes with the redelivery, unchecked
+            LOG.warnf("MQTT connection %s closed before its check of %d skipped packet id(s) (%s): those the broker "
+                    + "still holds are redelivered, the others are lost; not verified", settings.clientId(),
+                    deferredCount, ranges(deferred));
         }
         IllegalStateException lost = new IllegalStateException("MQTT connection lost (" + lastCloseReason
                 + ") before the broker acknowledged");
