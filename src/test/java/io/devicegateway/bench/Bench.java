@@ -499,6 +499,19 @@ public final class Bench {
         rssSampler.setDaemon(true);
         rssSampler.start();
         Map<String, Long> cpuBefore = cpu(servers, gatewayPid);
+        // CPU is read every 100 ms so that the scenario's share ends with its last delivery: a run with messages
+        // missing waits up to IDLE_TIMEOUT more, and that idle time must not count per message
+        java.util.concurrent.ConcurrentLinkedDeque<Map.Entry<Long, Map<String, Long>>> cpuSamples =
+                new java.util.concurrent.ConcurrentLinkedDeque<>();
+        java.util.concurrent.atomic.AtomicBoolean cpuSampling = new java.util.concurrent.atomic.AtomicBoolean(true);
+        Thread cpuSampler = new Thread(() -> {
+            while (cpuSampling.get()) {
+                cpuSamples.add(Map.entry(System.nanoTime(), cpu(servers, gatewayPid)));
+                LocalServers.pause(100);
+            }
+        }, "bench-cpu");
+        cpuSampler.setDaemon(true);
+        cpuSampler.start();
         Map<String, Long> threadsBefore = s.raw() ? Map.of() : LocalServers.cpuMillisByThreadGroup(gatewayPid);
         long failures;
         long start;
@@ -529,7 +542,14 @@ public final class Bench {
             throw new IllegalStateException(e);
         }
         double seconds = (tally.lastNanos() - start) / 1e9;
+        cpuSampling.set(false);
         Map<String, Long> cpuUsed = cpu(servers, gatewayPid);
+        for (Map.Entry<Long, Map<String, Long>> sample : cpuSamples) {
+            if (sample.getKey() >= tally.lastNanos()) {
+                cpuUsed = new LinkedHashMap<>(sample.getValue()); // the first reading after the last delivery
+                break;
+            }
+        }
         Map<String, Long> threadCpu = new LinkedHashMap<>();
         if (!s.raw()) {
             LocalServers.cpuMillisByThreadGroup(gatewayPid).forEach((k, v) -> {
