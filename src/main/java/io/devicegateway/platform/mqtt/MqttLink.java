@@ -73,7 +73,8 @@ final class MqttLink {
         /**
          * The broker skipped packet ids {@code first}..{@code last}: it dropped those messages on their way to us. The
          * link has stopped taking messages, waits until every earlier one is acknowledged, then disconnects keeping the
-         * session ({@link #closedForResend()}); reconnecting at once has the broker resend the rest in order.
+         * session ({@link #closedForResend()}); reconnecting at once has the broker resend the rest in order. During a
+         * resend hold-off ({@link #resendHoldOffMillis}) it notes the ids instead and takes messages on.
          */
         default void onBrokerDropped(MqttLink link, int first, int last) {
         }
