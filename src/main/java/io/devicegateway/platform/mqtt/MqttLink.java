@@ -219,9 +219,9 @@ final class MqttLink {
     private long deferredTimer = -1;
     static final int MAX_DEFERRED = 20_000;
     static final int MAX_DEFERRED_SPAN = 30_000;
-    /** On the connection after a takeover: the previous one's noted ids not yet seen in the resend. */
     /** Reads were paused on this connection at some point: no gap may wait for the hold-off's check. */
     private boolean readsWerePaused;
+    /** On the connection after a takeover: the previous one's noted ids not yet seen in the resend. */
     private java.util.BitSet deferredToCheck;
     private int deferredToCheckCount;
     private int resentLate;
