@@ -496,12 +496,7 @@ public class MqttConnection {
             }
 
             @Override
-            public void onBrokerLost(MqttLink resent, int first, int last) {
-                onBrokerLostMessages(resent, MqttLink.idCount(first, last));
-            }
-
-            @Override
-            public void onBrokerLostMessages(MqttLink resent, int count) {
+            public void onBrokerLost(MqttLink resent, int count) {
                 brokerLost.increment(count);
                 // the broker is dropping what exceeds the window: answer the next gaps with one takeover, not one each
                 resendHoldOffUntil = System.nanoTime() + config.resendHoldOff().toNanos();
@@ -514,8 +509,9 @@ public class MqttConnection {
 
             @Override
             public long resendHoldOffMillis(MqttLink dropping) {
+                // paused reads need no check here: the link takes no hold-off once its reads were paused
                 long left = resendHoldOffUntil - System.nanoTime();
-                return inboundPaused || left <= 0 ? 0 : Math.max(1, left / 1_000_000);
+                return left <= 0 ? 0 : Math.max(1, left / 1_000_000);
             }
 
             @Override

@@ -80,15 +80,11 @@ final class MqttLink {
         }
 
         /**
-         * The resend after a drop began past {@code first}: the broker no longer had messages {@code first}..{@code
-         * last} in the session. It dropped them for good (its session queue was full when it routed them: Mosquitto
-         * numbers a message before it decides to drop it), so no reconnect brings them back.
+         * The resend after a takeover did not include {@code count} skipped ids (a gap's, or those noted during a
+         * resend hold-off): the broker dropped those messages for good (its session queue was full when it routed
+         * them: Mosquitto numbers a message before it decides to drop it), so no reconnect brings them back.
          */
-        default void onBrokerLost(MqttLink link, int first, int last) {
-        }
-
-        /** As {@link #onBrokerLost}, for ids noted during a resend hold-off: {@code count} of them were not resent. */
-        default void onBrokerLostMessages(MqttLink link, int count) {
+        default void onBrokerLost(MqttLink link, int count) {
         }
 
         /** {@code count} ids noted during a resend hold-off were resent by the broker and delivered late. */
@@ -554,7 +550,7 @@ final class MqttLink {
                             + "the takeover: its session queue was full, e.g. Mosquitto's max_queued_messages with the "
                             + "Receive Maximum reached); they are not in Kafka", resendFrom, last, settings.clientId(),
                             lost);
-                    listener.onBrokerLost(this, resendFrom, last);
+                    listener.onBrokerLost(this, lost);
                 }
             }
             expectedPacketId = nextId(packetId);
@@ -570,6 +566,7 @@ final class MqttLink {
         int first = expectedPacketId;
         int last = previousId(packetId);
         int skipped = idCount(first, last);
+        // reads paused, now or earlier on this connection: a skipped message may be one the broker still holds
         long holdOff = readsWerePaused ? 0 : listener.resendHoldOffMillis(this);
         if (holdOff > 0 && deferredCount + skipped <= MAX_DEFERRED
                 && (deferredCount == 0 || idCount(firstDeferred, packetId) < MAX_DEFERRED_SPAN)) {
@@ -660,7 +657,7 @@ final class MqttLink {
                     + "and not resent after the takeover: its session queue was full, e.g. Mosquitto's "
                     + "max_queued_messages with the Receive Maximum reached); they are not in Kafka", lost,
                     settings.clientId(), ranges(deferredToCheck));
-            listener.onBrokerLostMessages(this, lost);
+            listener.onBrokerLost(this, lost);
         }
         deferredToCheck = null;
         deferredToCheckCount = 0;
